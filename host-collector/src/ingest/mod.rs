@@ -1,0 +1,167 @@
+//! Ingest: turns one authenticated NDJSON body into queued rows and a partial-success report.
+//! Owns dedupe, status-record accounting and the observer hook; knows nothing of HTTP or SQL.
+
+pub mod dedupe;
+pub mod status;
+pub mod wire;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+
+use crate::event::Row;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use dedupe::Dedupe;
+use status::StatusTracker;
+use wire::{Line, ResponseFields, StatusRecord};
+
+/// Hook for per-event accounting (per-source loss accounting, RED metrics by
+/// instance/method/tool). Called outside any ingest lock, once per parsed line.
+pub trait IngestObserver: Send + Sync {
+    fn on_event(&self, _event: &IngestedEvent, _outcome: EventOutcome) {}
+    fn on_status(&self, _status: &StatusRecord) {}
+}
+
+/// A valid event line: the row to store plus what observers need that is not a column.
+#[derive(Debug, Clone)]
+pub struct IngestedEvent {
+    pub row: Row,
+    /// Set for `response` events.
+    pub response: Option<ResponseFields>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Queued,
+    Duplicate,
+}
+
+/// The body of the 200 reply.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub rejected: Vec<Rejection>,
+    pub duplicates: usize,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Rejection {
+    pub line: usize,
+    pub error: String,
+}
+
+pub struct IngestLimits {
+    pub dedupe_window: u64,
+    pub dedupe_max_sources: usize,
+    pub status_max_sources: usize,
+    pub status_max_reasons: usize,
+}
+
+pub struct Ingestor {
+    queue: Arc<Queue<Row>>,
+    metrics: Arc<Metrics>,
+    dedupe: Mutex<Dedupe>,
+    status: Arc<Mutex<StatusTracker>>,
+    observers: Vec<Arc<dyn IngestObserver>>,
+}
+
+impl Ingestor {
+    pub fn new(queue: Arc<Queue<Row>>, metrics: Arc<Metrics>, limits: &IngestLimits) -> Self {
+        Ingestor {
+            queue,
+            metrics,
+            dedupe: Mutex::new(Dedupe::new(limits.dedupe_window, limits.dedupe_max_sources)),
+            status: Arc::new(Mutex::new(StatusTracker::new(
+                limits.status_max_sources,
+                limits.status_max_reasons,
+            ))),
+            observers: Vec::new(),
+        }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn IngestObserver>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// Shared with the metrics collector, which reads the filter-reported totals.
+    pub fn status_tracker(&self) -> Arc<Mutex<StatusTracker>> {
+        self.status.clone()
+    }
+
+    pub fn ingest(&self, body: &[u8], received_at: NaiveDateTime) -> IngestReport {
+        let mut report = IngestReport::default();
+        let mut events = Vec::new();
+        let mut statuses = Vec::new();
+        for (index, raw) in body.split(|b| *b == b'\n').enumerate() {
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match wire::parse_line(raw, received_at) {
+                Ok(Line::Event {
+                    row,
+                    refingerprinted,
+                    response,
+                }) => {
+                    if refingerprinted {
+                        self.metrics.tokens_refingerprinted.inc();
+                    }
+                    events.push(IngestedEvent { row, response });
+                }
+                Ok(Line::Status(status)) => statuses.push(status),
+                Err(error) => report.rejected.push(Rejection {
+                    line: index + 1,
+                    error,
+                }),
+            }
+        }
+        self.record_statuses(&statuses);
+        let fresh = self.dedupe(events, &mut report);
+        report.accepted = fresh.len();
+        self.notify(&fresh, EventOutcome::Queued);
+        let pushed = self.queue.push_many(fresh.into_iter().map(|e| e.row));
+        self.metrics.record_ingest(&report, &pushed);
+        report
+    }
+
+    fn record_statuses(&self, statuses: &[StatusRecord]) {
+        if statuses.is_empty() {
+            return;
+        }
+        let mut tracker = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        for status in statuses {
+            tracker.record(status);
+        }
+        drop(tracker);
+        self.metrics.status_records.inc_by(statuses.len() as u64);
+        for status in statuses {
+            self.observers.iter().for_each(|o| o.on_status(status));
+        }
+    }
+
+    fn dedupe(&self, events: Vec<IngestedEvent>, report: &mut IngestReport) -> Vec<IngestedEvent> {
+        let mut fresh = Vec::with_capacity(events.len());
+        let mut duplicates = Vec::new();
+        {
+            let mut dedupe = self.dedupe.lock().unwrap_or_else(|p| p.into_inner());
+            for event in events {
+                if dedupe.check(&event.row.source, event.row.seq) {
+                    fresh.push(event);
+                } else {
+                    duplicates.push(event);
+                }
+            }
+        }
+        report.duplicates = duplicates.len();
+        self.notify(&duplicates, EventOutcome::Duplicate);
+        fresh
+    }
+
+    fn notify(&self, events: &[IngestedEvent], outcome: EventOutcome) {
+        for observer in &self.observers {
+            events.iter().for_each(|e| observer.on_event(e, outcome));
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! Parsing and validation of one NDJSON line of the wire contract into an event row or a
+//! status record. Pure: no state, no I/O.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDateTime, SubsecRound};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::event::{Level, Row};
+
+/// A successfully parsed line.
+// Events are the hot path and are moved straight into the queue; boxing them to shrink the
+// rare status variant would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Line {
+    Event {
+        row: Row,
+        /// The `token` field was not a fingerprint and has been replaced by one.
+        refingerprinted: bool,
+        /// Outcome fields of a `response` event, for the RED metrics (never stored apart
+        /// from `log`).
+        response: Option<ResponseFields>,
+    },
+    Status(StatusRecord),
+}
+
+/// A filter's cumulative counters since that source started: drops by reason and, when the
+/// filter reports it, `emitted` (the highest seq it has emitted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRecord {
+    pub source: String,
+    pub dropped: BTreeMap<String, u64>,
+    pub emitted: Option<u64>,
+}
+
+/// What a `response` event says about the operation, as sent (labels are folded later).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponseFields {
+    pub outcome: Option<String>,
+    pub error_type: Option<String>,
+    pub duration_ms: Option<f64>,
+}
+
+/// A field read leniently: these fields were never validated, so a wrong type must not turn
+/// a line that used to be accepted into a rejected one; it just yields no value.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Loose<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Number(serde_json::Number),
+    Other(serde::de::IgnoredAny),
+}
+
+impl Loose<'_> {
+    /// Strings as they are, numbers in their JSON spelling (`-32602`).
+    fn label(&self) -> Option<String> {
+        match self {
+            Loose::Text(t) => Some(t.to_string()),
+            Loose::Number(n) => Some(n.to_string()),
+            Loose::Other(_) => None,
+        }
+    }
+
+    fn number(&self) -> Option<f64> {
+        match self {
+            Loose::Number(n) => n.as_f64(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireLine<'a> {
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ts: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    level: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    trace_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    span_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    instance_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "mcp.method.name")]
+    mcp_method: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "gen_ai.tool.name")]
+    tool_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    token_header: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    token: Option<Cow<'a, str>>,
+    #[serde(default)]
+    dropped: Option<BTreeMap<String, u64>>,
+    #[serde(default)]
+    emitted: Option<u64>,
+    #[serde(borrow, default, rename = "mcp.outcome")]
+    outcome: Option<Loose<'a>>,
+    #[serde(borrow, default, rename = "error.type")]
+    error_type: Option<Loose<'a>>,
+    #[serde(borrow, default)]
+    duration_ms: Option<Loose<'a>>,
+}
+
+/// Parses one non-blank line. The error is the reason reported back to the sender.
+pub fn parse_line(raw: &[u8], received_at: NaiveDateTime) -> Result<Line, String> {
+    let text = std::str::from_utf8(raw).map_err(|_| "line is not valid UTF-8".to_string())?;
+    let text = text.trim();
+    if !text.starts_with('{') {
+        return Err("line is not a JSON object".into());
+    }
+    let wire: WireLine = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    match wire.kind.as_deref() {
+        None => parse_event(&wire, text, received_at),
+        Some("status") => parse_status(wire).map(Line::Status),
+        Some(other) => Err(format!("unknown kind {other:?}")),
+    }
+}
+
+fn parse_event(wire: &WireLine, text: &str, received_at: NaiveDateTime) -> Result<Line, String> {
+    let ts = required(&wire.ts, "ts")?;
+    let created_at = DateTime::parse_from_rfc3339(ts)
+        .map_err(|e| format!("ts: not an RFC 3339 timestamp ({e})"))?
+        .naive_utc()
+        .trunc_subsecs(6);
+    // DATETIME's range: outside it a strict server would refuse the whole batch.
+    if !(1000..=9999).contains(&created_at.year()) {
+        return Err("ts: year must be between 1000 and 9999".into());
+    }
+    let source = valid_source(required(&wire.source, "source")?)?;
+    let seq = wire.seq.ok_or("missing required field \"seq\"")?;
+    if seq > i64::MAX as u64 {
+        return Err("seq: must be at most 2^63-1".into());
+    }
+    let event = required(&wire.event, "event")?;
+    check_name(event, "event", |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_'
+    })?;
+    let level_name = required(&wire.level, "level")?;
+    let level = Level::parse(level_name)
+        .ok_or_else(|| format!("level: {level_name:?} is not one of debug, info, warn, error"))?;
+    let (token, refingerprinted) = match wire.token.as_deref() {
+        Some(t) if !is_fingerprint(t) => (Some(fingerprint(t)), true),
+        other => (other.map(str::to_string), false),
+    };
+    let log = if refingerprinted {
+        rewrite_token(text, token.as_deref().unwrap_or_default())?
+    } else {
+        text.to_string()
+    };
+    let row = Row {
+        trace_id: optional_hex(&wire.trace_id, "trace_id", 32)?,
+        span_id: optional_hex(&wire.span_id, "span_id", 16)?,
+        instance_id: optional_text(&wire.instance_id, "instance_id", 128)?,
+        mcp_method: optional_text(&wire.mcp_method, "mcp.method.name", 128)?,
+        tool_name: optional_text(&wire.tool_name, "gen_ai.tool.name", 256)?,
+        token_header: optional_text(&wire.token_header, "token_header", 128)?,
+        token,
+        event: event.to_string(),
+        level,
+        log,
+        source,
+        seq,
+        created_at,
+        received_at,
+    };
+    Ok(Line::Event {
+        response: (event == "response").then(|| response_fields(wire)),
+        row,
+        refingerprinted,
+    })
+}
+
+fn response_fields(wire: &WireLine) -> ResponseFields {
+    ResponseFields {
+        outcome: wire.outcome.as_ref().and_then(Loose::label),
+        error_type: wire.error_type.as_ref().and_then(Loose::label),
+        duration_ms: wire.duration_ms.as_ref().and_then(Loose::number),
+    }
+}
+
+fn parse_status(wire: WireLine) -> Result<StatusRecord, String> {
+    let source = valid_source(required(&wire.source, "source")?)?;
+    let dropped = wire.dropped.ok_or("missing required field \"dropped\"")?;
+    for reason in dropped.keys() {
+        check_name(reason, "dropped reason", |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_'
+        })?;
+    }
+    Ok(StatusRecord {
+        source,
+        dropped,
+        emitted: wire.emitted,
+    })
+}
+
+fn required<'w>(field: &'w Option<Cow<'_, str>>, name: &str) -> Result<&'w str, String> {
+    field
+        .as_deref()
+        .ok_or_else(|| format!("missing required field {name:?}"))
+}
+
+fn valid_source(source: &str) -> Result<String, String> {
+    check_name(source, "source", |c| {
+        c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'
+    })?;
+    Ok(source.to_string())
+}
+
+/// 1..=64 characters, all allowed by `allowed`.
+fn check_name(value: &str, name: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {
+    if value.is_empty() || value.len() > 64 || !value.chars().all(allowed) {
+        return Err(format!(
+            "{name}: {value:?} must be 1..64 characters of the allowed set"
+        ));
+    }
+    Ok(())
+}
+
+/// Rejecting over-long values here keeps the database from refusing a whole batch later.
+fn optional_text(
+    field: &Option<Cow<'_, str>>,
+    name: &str,
+    max_chars: usize,
+) -> Result<Option<String>, String> {
+    match field.as_deref() {
+        Some(v) if v.chars().count() > max_chars => {
+            Err(format!("{name}: longer than {max_chars} characters"))
+        }
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+fn optional_hex(
+    field: &Option<Cow<'_, str>>,
+    name: &str,
+    len: usize,
+) -> Result<Option<String>, String> {
+    match field.as_deref() {
+        Some(v) if v.len() != len || !is_lower_hex(v) => {
+            Err(format!("{name}: expected {len} lowercase hex characters"))
+        }
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `sha256:` followed by 12..=64 lowercase hex: what the filter is supposed to send.
+pub fn is_fingerprint(token: &str) -> bool {
+    token
+        .strip_prefix("sha256:")
+        .is_some_and(|h| (12..=64).contains(&h.len()) && is_lower_hex(h))
+}
+
+/// `sha256:` + the first 12 hex digits of SHA-256 of the credential.
+pub fn fingerprint(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Replaces the raw credential in the stored JSON as well (key order may change).
+fn rewrite_token(text: &str, fingerprint: &str) -> Result<String, String> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    object.insert("token".into(), fingerprint.into());
+    serde_json::to_string(&object).map_err(|e| format!("cannot re-encode event: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> NaiveDateTime {
+        chrono::Utc::now().naive_utc()
+    }
+
+    fn event(extra: &str) -> String {
+        format!(
+            r#"{{"ts":"2026-11-22T02:53:34.123456Z","source":"vm-1","seq":7,"event":"request","level":"info"{extra}}}"#
+        )
+    }
+
+    fn parse_row(line: &str) -> Row {
+        match parse_line(line.as_bytes(), now()) {
+            Ok(Line::Event { row, .. }) => row,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn maps_fields_to_columns() {
+        let row = parse_row(&event(
+            r#","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331","instance_id":"i1","mcp.method.name":"tools/call","gen_ai.tool.name":"echo","token_header":"Authorization","token":"sha256:0123456789ab","x":{"y":1}"#,
+        ));
+        assert_eq!(row.mcp_method.as_deref(), Some("tools/call"));
+        assert_eq!(row.tool_name.as_deref(), Some("echo"));
+        assert_eq!(row.token.as_deref(), Some("sha256:0123456789ab"));
+        assert_eq!(row.level, Level::Info);
+        assert_eq!(row.seq, 7);
+        assert_eq!(
+            row.created_at.and_utc().to_rfc3339(),
+            "2026-11-22T02:53:34.123456+00:00"
+        );
+        assert!(row.log.contains(r#""x":{"y":1}"#), "log kept verbatim");
+    }
+
+    #[test]
+    fn raw_token_is_fingerprinted_in_column_and_log() {
+        let line = event(r#","token":"Bearer super-secret""#);
+        let Ok(Line::Event {
+            row,
+            refingerprinted,
+            ..
+        }) = parse_line(line.as_bytes(), now())
+        else {
+            panic!("expected an event");
+        };
+        assert!(refingerprinted);
+        let expected = fingerprint("Bearer super-secret");
+        assert_eq!(row.token.as_deref(), Some(expected.as_str()));
+        assert!(!row.log.contains("super-secret"));
+        assert!(row.log.contains(&expected));
+        assert!(is_fingerprint(&expected));
+    }
+
+    #[test]
+    fn rejects_with_reasons() {
+        let cases = [
+            ("[1,2]", "not a JSON object"),
+            ("{\"ts\":", "invalid JSON"),
+            (
+                r#"{"source":"a","seq":1,"event":"request","level":"info"}"#,
+                "\"ts\"",
+            ),
+            (&event(r#","trace_id":"ABC""#), "trace_id"),
+            (
+                &event("").replace("\"info\"", "\"fatal\""),
+                "level: \"fatal\"",
+            ),
+            (&event("").replace("vm-1", "vm 1"), "source"),
+            (&event("").replace("request", "Request"), "event"),
+            (
+                &event("").replace("\"seq\":7", "\"seq\":-1"),
+                "invalid JSON",
+            ),
+            (r#"{"kind":"other"}"#, "unknown kind"),
+            (&event("").replace("2026-", "0999-"), "year"),
+        ];
+        for (line, reason) in cases {
+            let err = parse_line(line.as_bytes(), now()).expect_err(line);
+            assert!(err.contains(reason), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn parses_status_records() {
+        let line = r#"{"kind":"status","source":"vm-1","ts":"2026-11-22T02:53:34.123456Z","dropped":{"buffer_full":3}}"#;
+        let Ok(Line::Status(status)) = parse_line(line.as_bytes(), now()) else {
+            panic!("expected a status record");
+        };
+        assert_eq!(status.dropped.get("buffer_full"), Some(&3));
+        assert_eq!(status.emitted, None, "emitted is optional");
+        let with_emitted = line.replace("}}", r#"},"emitted":42}"#);
+        let Ok(Line::Status(status)) = parse_line(with_emitted.as_bytes(), now()) else {
+            panic!("expected a status record");
+        };
+        assert_eq!(status.emitted, Some(42));
+    }
+
+    fn response_of(line: &str) -> Option<ResponseFields> {
+        match parse_line(line.as_bytes(), now()) {
+            Ok(Line::Event { response, .. }) => response,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn response_fields_are_read_leniently() {
+        let response =
+            event(r#","mcp.outcome":"jsonrpc_error","error.type":"-32602","duration_ms":12.5"#)
+                .replace("\"request\"", "\"response\"");
+        assert_eq!(
+            response_of(&response),
+            Some(ResponseFields {
+                outcome: Some("jsonrpc_error".into()),
+                error_type: Some("-32602".into()),
+                duration_ms: Some(12.5),
+            })
+        );
+        let numeric = event(r#","error.type":-32601,"duration_ms":"slow","mcp.outcome":[1]"#)
+            .replace("\"request\"", "\"response\"");
+        assert_eq!(
+            response_of(&numeric),
+            Some(ResponseFields {
+                outcome: None,
+                error_type: Some("-32601".into()),
+                duration_ms: None,
+            }),
+            "wrong types yield no value instead of rejecting the line"
+        );
+        assert_eq!(
+            response_of(&event(r#","duration_ms":3"#)),
+            None,
+            "only response events carry them"
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! Entry point: configuration, logging, runtime, and the signal-driven graceful shutdown.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use host_collector::{app, config::Config, logging};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(e) = logging::init(config.log_format, config.log_level) {
+        eprintln!("host-collector: cannot set up logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(ev = "start", msg = "cannot start runtime", error = %e);
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let running = match app::start(&config).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(ev = "start", msg = "cannot start", error = %e);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = wait_for_signal().await {
+        tracing::error!(ev = "signal", msg = "cannot listen for signals", error = %e);
+    }
+    running.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(ev = "signal", msg = "shutdown requested", signal = name);
+    Ok(())
+}

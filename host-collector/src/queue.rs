@@ -1,0 +1,329 @@
+//! The bounded in-memory queue between ingest and the writer: owns the byte budget, the
+//! drop-oldest policy and the conservation counters (received = persisted + dropped + queued).
+//!
+//! Ingest never waits here: `push` either fits the item (evicting the oldest queued items if
+//! needed) or drops it, and returns at once. The writer takes the front as a batch; the batch
+//! stays charged to the budget while in flight and, if the write fails, goes back to the front
+//! so order is kept.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+/// Anything the queue can hold: it only needs to know what an item costs.
+pub trait Weighted {
+    fn weight(&self) -> usize;
+}
+
+impl Weighted for crate::event::Row {
+    fn weight(&self) -> usize {
+        self.queued_bytes()
+    }
+}
+
+/// Running totals; together with the queued and in-flight counts they always balance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub received: u64,
+    pub persisted: u64,
+    pub dropped_queue_full: u64,
+    pub dropped_shutdown: u64,
+}
+
+/// A point-in-time view for metrics, health and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub counters: Counters,
+    /// Items waiting, not counting the in-flight batch.
+    pub queued: usize,
+    pub in_flight: usize,
+    /// Bytes charged to the budget: queued plus in flight.
+    pub bytes: usize,
+    pub budget: usize,
+    pub oldest_age: Option<Duration>,
+}
+
+impl Snapshot {
+    /// Items that are held in memory (waiting or being written).
+    pub fn held(&self) -> u64 {
+        (self.queued + self.in_flight) as u64
+    }
+}
+
+/// What happened to a push.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub accepted: usize,
+    /// Older items evicted to make room, plus new items that could not fit at all.
+    pub dropped_queue_full: usize,
+    /// Items refused because the queue is closed for shutdown.
+    pub dropped_shutdown: usize,
+}
+
+struct Entry<T> {
+    item: T,
+    bytes: usize,
+    enqueued: Instant,
+}
+
+/// Items taken by the writer; hand them back with `complete`, `restore` or `abandon`.
+pub struct Batch<T> {
+    entries: Vec<Entry<T>>,
+    bytes: usize,
+}
+
+impl<T> Batch<T> {
+    pub fn items(&self) -> impl ExactSizeIterator<Item = &T> {
+        self.entries.iter().map(|e| &e.item)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+struct Inner<T> {
+    entries: VecDeque<Entry<T>>,
+    queued_bytes: usize,
+    in_flight: usize,
+    in_flight_bytes: usize,
+    counters: Counters,
+    closed: bool,
+}
+
+pub struct Queue<T> {
+    inner: Mutex<Inner<T>>,
+    budget: usize,
+    ready: Notify,
+}
+
+impl<T: Weighted> Queue<T> {
+    pub fn new(budget: usize) -> Self {
+        Queue {
+            inner: Mutex::new(Inner {
+                entries: VecDeque::new(),
+                queued_bytes: 0,
+                in_flight: 0,
+                in_flight_bytes: 0,
+                counters: Counters::default(),
+                closed: false,
+            }),
+            budget,
+            ready: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        // A panic while holding the lock cannot leave the counters half-updated in a way that
+        // matters more than losing the queue, so keep serving with the data as it is.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// Appends items in order, evicting the oldest waiting items when the budget requires it.
+    pub fn push_many(&self, items: impl IntoIterator<Item = T>) -> PushOutcome {
+        let now = Instant::now();
+        let mut outcome = PushOutcome::default();
+        {
+            let mut inner = self.lock();
+            for item in items {
+                inner.counters.received += 1;
+                if inner.closed {
+                    inner.counters.dropped_shutdown += 1;
+                    outcome.dropped_shutdown += 1;
+                    continue;
+                }
+                let bytes = item.weight();
+                outcome.dropped_queue_full += inner.make_room(bytes, self.budget);
+                if inner.queued_bytes + inner.in_flight_bytes + bytes > self.budget {
+                    // Only the in-flight batch is left and the item still does not fit.
+                    inner.counters.dropped_queue_full += 1;
+                    outcome.dropped_queue_full += 1;
+                    continue;
+                }
+                inner.queued_bytes += bytes;
+                inner.entries.push_back(Entry {
+                    item,
+                    bytes,
+                    enqueued: now,
+                });
+                outcome.accepted += 1;
+            }
+        }
+        if outcome.accepted > 0 {
+            self.ready.notify_one();
+        }
+        outcome
+    }
+
+    pub fn push(&self, item: T) -> PushOutcome {
+        self.push_many(std::iter::once(item))
+    }
+
+    /// Takes up to `max_rows` items / `max_bytes` bytes from the front (always at least one
+    /// item if any is waiting, so an oversized item cannot block the queue).
+    pub fn try_take(&self, max_rows: usize, max_bytes: usize) -> Option<Batch<T>> {
+        let mut inner = self.lock();
+        let mut batch = Batch {
+            entries: Vec::new(),
+            bytes: 0,
+        };
+        while batch.entries.len() < max_rows.max(1) {
+            let Some(front) = inner.entries.front() else {
+                break;
+            };
+            if !batch.entries.is_empty() && batch.bytes + front.bytes > max_bytes {
+                break;
+            }
+            let Some(entry) = inner.entries.pop_front() else {
+                break;
+            };
+            inner.queued_bytes -= entry.bytes;
+            batch.bytes += entry.bytes;
+            batch.entries.push(entry);
+        }
+        if batch.entries.is_empty() {
+            return None;
+        }
+        inner.in_flight += batch.entries.len();
+        inner.in_flight_bytes += batch.bytes;
+        Some(batch)
+    }
+
+    /// Waits until something can be taken.
+    pub async fn take(&self, max_rows: usize, max_bytes: usize) -> Batch<T> {
+        loop {
+            // Register interest before checking, so a push between the check and the wait
+            // still wakes us.
+            let notified = self.ready.notified();
+            if let Some(batch) = self.try_take(max_rows, max_bytes) {
+                return batch;
+            }
+            notified.await;
+        }
+    }
+
+    /// The batch reached the store.
+    pub fn complete(&self, batch: Batch<T>) {
+        let mut inner = self.lock();
+        inner.release(&batch);
+        inner.counters.persisted += batch.entries.len() as u64;
+    }
+
+    /// The write failed: the batch goes back to the front, in its original order.
+    pub fn restore(&self, batch: Batch<T>) {
+        let mut inner = self.lock();
+        inner.release(&batch);
+        for entry in batch.entries.into_iter().rev() {
+            inner.queued_bytes += entry.bytes;
+            inner.entries.push_front(entry);
+        }
+    }
+
+    /// The batch is given up at shutdown.
+    pub fn abandon(&self, batch: Batch<T>) {
+        let mut inner = self.lock();
+        inner.release(&batch);
+        inner.counters.dropped_shutdown += batch.entries.len() as u64;
+    }
+
+    /// Refuses further pushes (they count as shutdown drops).
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// Drops everything still waiting, counting it as shutdown drops; returns how many.
+    pub fn drop_remaining(&self) -> usize {
+        let mut inner = self.lock();
+        let n = inner.entries.len();
+        inner.entries.clear();
+        inner.queued_bytes = 0;
+        inner.counters.dropped_shutdown += n as u64;
+        n
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.lock();
+        Snapshot {
+            counters: inner.counters,
+            queued: inner.entries.len(),
+            in_flight: inner.in_flight,
+            bytes: inner.queued_bytes + inner.in_flight_bytes,
+            budget: self.budget,
+            oldest_age: inner.entries.front().map(|e| e.enqueued.elapsed()),
+        }
+    }
+}
+
+impl<T> Inner<T> {
+    /// Evicts the oldest waiting items until `bytes` more would fit; returns how many.
+    fn make_room(&mut self, bytes: usize, budget: usize) -> usize {
+        let mut evicted = 0;
+        while self.queued_bytes + self.in_flight_bytes + bytes > budget {
+            let Some(old) = self.entries.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= old.bytes;
+            self.counters.dropped_queue_full += 1;
+            evicted += 1;
+        }
+        evicted
+    }
+
+    fn release(&mut self, batch: &Batch<T>) {
+        self.in_flight -= batch.entries.len();
+        self.in_flight_bytes -= batch.bytes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Item(usize);
+    impl Weighted for Item {
+        fn weight(&self) -> usize {
+            self.0
+        }
+    }
+
+    #[test]
+    fn oversized_item_is_dropped_not_queued() {
+        let q = Queue::new(10);
+        let out = q.push(Item(11));
+        assert_eq!(out.accepted, 0);
+        assert_eq!(out.dropped_queue_full, 1);
+        assert_eq!(q.snapshot().bytes, 0);
+    }
+
+    #[test]
+    fn closed_queue_counts_shutdown_drops() {
+        let q = Queue::new(10);
+        q.close();
+        assert_eq!(q.push(Item(1)).dropped_shutdown, 1);
+        assert_eq!(q.snapshot().counters.dropped_shutdown, 1);
+    }
+
+    #[tokio::test]
+    async fn take_wakes_on_push() {
+        let q = std::sync::Arc::new(Queue::new(100));
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.take(10, 100).await.len() });
+        q.push(Item(5));
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(matches!(got, Ok(Ok(1))));
+    }
+}

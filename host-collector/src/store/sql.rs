@@ -1,0 +1,335 @@
+//! The SQL store shared by both backends: multi-row statement shapes, the migration runner,
+//! retention and the query builder. Backend differences live in the `Backend` trait.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::NaiveDateTime;
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
+    QueryBuilder, Row as _, SqlStr, Type,
+};
+
+use super::{LogQuery, StoreError, StoredRow};
+use crate::event::{Level, Row};
+
+/// Largest rows-per-statement shape; bigger batches use several statements in one transaction.
+/// 1024 rows x 14 columns stays well under every backend's placeholder limit.
+pub const MAX_STATEMENT_ROWS: usize = 1024;
+
+const COLUMNS: &str = "trace_id, span_id, instance_id, mcp_method, tool_name, token_header, \
+    token, event, level, log, source, seq, created_at, received_at";
+const ROW_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// What differs between MySQL/MariaDB and SQLite.
+pub trait Backend: Database {
+    const NAME: &'static str;
+    /// Insert that silently skips rows violating the `(source, seq)` unique key.
+    const INSERT_IGNORE: &'static str;
+    /// `seq` as a signed 64-bit value (MySQL stores it unsigned).
+    const SEQ_AS_SIGNED: &'static str;
+    const SCHEMA_VERSION_DDL: &'static str;
+    /// Statements per schema version, applied in order.
+    const MIGRATIONS: &'static [&'static [&'static str]];
+    /// Deletes up to `?2` rows with `created_at < ?1`.
+    const DELETE_OLD: &'static str;
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+pub struct SqlStore<DB: Backend> {
+    pool: Pool<DB>,
+    /// `shapes[k]` inserts `2^k` rows: a handful of statements the connections keep prepared.
+    shapes: Vec<SqlStr>,
+    migrated: AtomicBool,
+    migrating: tokio::sync::Mutex<()>,
+}
+
+fn insert_sql<DB: Backend>(rows: usize) -> SqlStr {
+    let values = vec![ROW_PLACEHOLDERS; rows].join(", ");
+    let sql = format!(
+        "{} mcp_gateway_log ({COLUMNS}) VALUES {values}",
+        DB::INSERT_IGNORE
+    );
+    sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))
+}
+
+/// Splits `n` rows into power-of-two chunks, largest first (137 -> 128, 8, 1).
+pub fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = (1usize << n.ilog2()).min(MAX_STATEMENT_ROWS);
+        n -= size;
+        Some(size)
+    })
+}
+
+impl<DB: Backend> SqlStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> i8: Encode<'t, DB> + Type<DB>,
+    for<'t> NaiveDateTime: Encode<'t, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> i8: Decode<'r, DB>,
+    for<'r> NaiveDateTime: Decode<'r, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    pub fn new(pool: Pool<DB>) -> Self {
+        let shapes = (0..=MAX_STATEMENT_ROWS.ilog2())
+            .map(|k| insert_sql::<DB>(1 << k))
+            .collect();
+        SqlStore {
+            pool,
+            shapes,
+            migrated: AtomicBool::new(false),
+            migrating: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn pool(&self) -> &Pool<DB> {
+        &self.pool
+    }
+
+    /// Creates or upgrades the schema once per process (retried on the next use if it fails).
+    pub async fn ensure_schema(&self) -> Result<(), StoreError> {
+        if self.migrated.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _guard = self.migrating.lock().await;
+        if self.migrated.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query(DB::SCHEMA_VERSION_DDL)
+            .execute(&mut *conn)
+            .await?;
+        let current: i64 =
+            sqlx::query("SELECT version FROM collector_schema ORDER BY version DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get::<i64, _>(0usize))
+                .transpose()?
+                .unwrap_or(0);
+        for (index, statements) in DB::MIGRATIONS.iter().enumerate() {
+            let version = index as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            for statement in *statements {
+                sqlx::query(AssertSqlSafe(*statement))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO collector_schema (version) VALUES (?)")
+                .bind(version)
+                .execute(&mut *conn)
+                .await?;
+        }
+        self.migrated.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    pub async fn insert_batch(&self, rows: &[Row]) -> Result<u64, StoreError> {
+        self.ensure_schema().await?;
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        let mut rest = rows;
+        for size in chunk_sizes(rows.len()) {
+            let (chunk, tail) = rest.split_at(size);
+            let result = self.bind_rows(chunk).execute(&mut *tx).await?;
+            inserted += DB::rows_affected(&result);
+            rest = tail;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// The statement of the shape for `chunk.len()` (a power of two) with every value bound.
+    fn bind_rows<'q>(&self, chunk: &'q [Row]) -> sqlx::query::Query<'q, DB, DB::Arguments> {
+        let shape = self.shapes[chunk.len().ilog2() as usize].clone();
+        chunk.iter().fold(sqlx::query(shape), |q, row| {
+            q.bind(row.trace_id.as_deref())
+                .bind(row.span_id.as_deref())
+                .bind(row.instance_id.as_deref())
+                .bind(row.mcp_method.as_deref())
+                .bind(row.tool_name.as_deref())
+                .bind(row.token_header.as_deref())
+                .bind(row.token.as_deref())
+                .bind(row.event.as_str())
+                .bind(row.level as i8)
+                .bind(row.log.as_str())
+                .bind(row.source.as_str())
+                .bind(row.seq as i64)
+                .bind(row.created_at)
+                .bind(row.received_at)
+        })
+    }
+
+    /// One autocommitted INSERT per row, as the seeds' writers do: kept only as the
+    /// benchmark's baseline.
+    pub async fn insert_each(&self, rows: &[Row]) -> Result<u64, StoreError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut inserted = 0;
+        for row in rows {
+            let result = self
+                .bind_rows(std::slice::from_ref(row))
+                .execute(&mut *conn)
+                .await?;
+            inserted += DB::rows_affected(&result);
+        }
+        Ok(inserted)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    pub async fn delete_older_than(
+        &self,
+        cutoff: NaiveDateTime,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.acquire().await?;
+        let result = sqlx::query(DB::DELETE_OLD)
+            .bind(cutoff)
+            .bind(i64::from(limit))
+            .execute(&mut *conn)
+            .await?;
+        Ok(DB::rows_affected(&result))
+    }
+
+    pub async fn query(&self, q: &LogQuery) -> Result<Vec<StoredRow>, StoreError> {
+        self.ensure_schema().await?;
+        let mut qb = QueryBuilder::<DB>::new(format!(
+            "SELECT id, {}, {} FROM mcp_gateway_log WHERE 1 = 1",
+            COLUMNS.replace(" seq,", ""),
+            DB::SEQ_AS_SIGNED
+        ));
+        let equals = [
+            ("trace_id", &q.trace_id),
+            ("instance_id", &q.instance_id),
+            ("event", &q.event),
+            ("tool_name", &q.tool_name),
+            ("source", &q.source),
+        ];
+        for (column, value) in equals {
+            if let Some(v) = value {
+                qb.push(format_args!(" AND {column} = "))
+                    .push_bind(v.as_str());
+            }
+        }
+        if let Some(since) = q.since {
+            qb.push(" AND created_at >= ").push_bind(since);
+        }
+        if let Some(until) = q.until {
+            qb.push(" AND created_at < ").push_bind(until);
+        }
+        if let Some(before) = q.before_id {
+            qb.push(" AND id < ").push_bind(before);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(q.limit));
+        let mut conn = self.pool.acquire().await?;
+        let rows = qb.build().fetch_all(&mut *conn).await?;
+        rows.iter().map(decode_row::<DB>).collect()
+    }
+}
+
+fn decode_row<DB: Database>(r: &DB::Row) -> Result<StoredRow, StoreError>
+where
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> i8: Decode<'r, DB> + Type<DB>,
+    for<'r> NaiveDateTime: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let text = |i: usize| r.try_get::<Option<String>, _>(i);
+    let level_code: i8 = r.try_get(9)?;
+    let level = Level::from_code(level_code)
+        .ok_or_else(|| StoreError::Config(format!("stored level {level_code} is unknown")))?;
+    Ok(StoredRow {
+        id: r.try_get(0)?,
+        row: Row {
+            trace_id: text(1)?,
+            span_id: text(2)?,
+            instance_id: text(3)?,
+            mcp_method: text(4)?,
+            tool_name: text(5)?,
+            token_header: text(6)?,
+            token: text(7)?,
+            event: r.try_get(8)?,
+            level,
+            log: r.try_get(10)?,
+            source: r.try_get(11)?,
+            created_at: r.try_get(12)?,
+            received_at: r.try_get(13)?,
+            seq: r.try_get::<i64, _>(14)? as u64,
+        },
+    })
+}
+
+/// Implements the object-safe `Store` trait for a backend by delegating to `SqlStore`.
+macro_rules! impl_store {
+    ($db:ty) => {
+        impl $crate::store::Store for $crate::store::SqlStore<$db> {
+            fn kind(&self) -> &'static str {
+                <$db as $crate::store::sql::Backend>::NAME
+            }
+            fn prepare(
+                &self,
+            ) -> $crate::store::BoxFuture<'_, Result<(), $crate::store::StoreError>> {
+                Box::pin(SqlStore::ensure_schema(self))
+            }
+            fn insert_batch<'a>(
+                &'a self,
+                rows: &'a [$crate::event::Row],
+            ) -> $crate::store::BoxFuture<'a, Result<u64, $crate::store::StoreError>> {
+                Box::pin(SqlStore::insert_batch(self, rows))
+            }
+            fn ping(&self) -> $crate::store::BoxFuture<'_, Result<(), $crate::store::StoreError>> {
+                Box::pin(SqlStore::ping(self))
+            }
+            fn delete_older_than(
+                &self,
+                cutoff: chrono::NaiveDateTime,
+                limit: u32,
+            ) -> $crate::store::BoxFuture<'_, Result<u64, $crate::store::StoreError>> {
+                Box::pin(SqlStore::delete_older_than(self, cutoff, limit))
+            }
+            fn query<'a>(
+                &'a self,
+                q: &'a $crate::store::LogQuery,
+            ) -> $crate::store::BoxFuture<
+                'a,
+                Result<Vec<$crate::store::StoredRow>, $crate::store::StoreError>,
+            > {
+                Box::pin(SqlStore::query(self, q))
+            }
+        }
+    };
+}
+pub(crate) use impl_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_largest_first() {
+        assert_eq!(chunk_sizes(137).collect::<Vec<_>>(), vec![128, 8, 1]);
+        assert_eq!(
+            chunk_sizes(2048 + 3).collect::<Vec<_>>(),
+            vec![1024, 1024, 2, 1]
+        );
+        assert_eq!(chunk_sizes(0).count(), 0);
+    }
+}

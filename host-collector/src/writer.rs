@@ -1,0 +1,231 @@
+//! The writer: one ordered worker that moves batches from the queue to the store, retries
+//! failed batches from the front with exponential backoff and jitter, and drains the queue
+//! within its own deadline at shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use tokio::sync::watch;
+use tokio::time::timeout_at;
+
+use crate::event::Row;
+use crate::health::DbHealth;
+use crate::metrics::Metrics;
+use crate::queue::{Batch, Queue};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub batch_max_rows: usize,
+    pub batch_max_bytes: usize,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Bound on one batch write, so a hung connection turns into a retry.
+    pub write_timeout: Duration,
+    /// How long shutdown may spend draining the queue.
+    pub drain_timeout: Duration,
+}
+
+/// What shutdown left behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    pub drained: u64,
+    pub dropped: u64,
+}
+
+pub struct Writer {
+    pub queue: Arc<Queue<Row>>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub db_health: Arc<DbHealth>,
+    pub config: WriterConfig,
+}
+
+/// Exponential backoff with "equal jitter": half the delay fixed, half random, so retries from
+/// several collectors do not synchronise yet still back off.
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            failures: 0,
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let factor = 2u32.saturating_pow(self.failures.min(30));
+        self.failures = self.failures.saturating_add(1);
+        let delay = self.initial.saturating_mul(factor).min(self.max);
+        let half = delay / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+enum Attempt {
+    Written,
+    Failed,
+    /// The drain deadline passed during the write: its outcome is unknown.
+    TimedOut,
+}
+
+impl Writer {
+    /// Runs until `shutdown` turns true, then drains. Ingest must already be stopped (queue
+    /// closed) when shutdown is signalled, so nothing arrives after the final count.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> DrainReport {
+        let mut backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
+        loop {
+            let batch = tokio::select! {
+                b = self.queue.take(self.config.batch_max_rows, self.config.batch_max_bytes) => b,
+                _ = shutdown.wait_for(|s| *s) => break,
+            };
+            // The write itself is never cancelled by shutdown: its bound is the write timeout.
+            let deadline = tokio::time::Instant::now() + self.config.write_timeout;
+            if let Attempt::Written = self.write(batch, deadline, None, &mut backoff).await {
+                continue;
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
+        self.drain(&mut backoff).await
+    }
+
+    async fn drain(&self, backoff: &mut Backoff) -> DrainReport {
+        let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
+        let before = self.queue.snapshot().counters.persisted;
+        tracing::info!(
+            ev = "drain",
+            msg = "draining queue",
+            entries = self.queue.snapshot().held()
+        );
+        while let Some(batch) = self
+            .queue
+            .try_take(self.config.batch_max_rows, self.config.batch_max_bytes)
+        {
+            let write_deadline =
+                deadline.min(tokio::time::Instant::now() + self.config.write_timeout);
+            match self
+                .write(batch, write_deadline, Some(deadline), backoff)
+                .await
+            {
+                Attempt::Written => continue,
+                Attempt::TimedOut => break,
+                Attempt::Failed => {
+                    let wake = tokio::time::Instant::now() + backoff.next_delay();
+                    if wake >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(wake).await;
+                }
+            }
+        }
+        let dropped = self.queue.drop_remaining() as u64;
+        let report = DrainReport {
+            drained: self.queue.snapshot().counters.persisted - before,
+            dropped,
+        };
+        tracing::info!(
+            ev = "drain",
+            msg = "queue drained",
+            drained = report.drained,
+            dropped = report.dropped
+        );
+        report
+    }
+
+    async fn write(
+        &self,
+        batch: Batch<Row>,
+        deadline: tokio::time::Instant,
+        drain_deadline: Option<tokio::time::Instant>,
+        backoff: &mut Backoff,
+    ) -> Attempt {
+        let rows: Vec<Row> = batch.items().cloned().collect();
+        let started = Instant::now();
+        let result = timeout_at(deadline, self.store.insert_batch(&rows)).await;
+        self.metrics
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(Ok(inserted)) => {
+                self.metrics.batch_rows.observe(rows.len() as f64);
+                self.metrics
+                    .count_duplicates("store", rows.len() as u64 - inserted.min(rows.len() as u64));
+                self.queue.complete(batch);
+                if backoff.failures() > 0 {
+                    tracing::info!(
+                        ev = "db",
+                        msg = "writes resumed",
+                        failures = backoff.failures()
+                    );
+                }
+                backoff.reset();
+                self.db_health.record_ok();
+                Attempt::Written
+            }
+            Ok(Err(e)) => {
+                self.fail(batch, &e, backoff);
+                Attempt::Failed
+            }
+            Err(_) if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
+                self.queue.abandon(batch);
+                Attempt::TimedOut
+            }
+            Err(_) => {
+                let e = StoreError::Config(format!(
+                    "batch write timed out after {:?}",
+                    self.config.write_timeout
+                ));
+                self.fail(batch, &e, backoff);
+                Attempt::Failed
+            }
+        }
+    }
+
+    fn fail(&self, batch: Batch<Row>, error: &StoreError, backoff: &Backoff) {
+        self.metrics.db_errors.inc();
+        self.db_health.record_error(error);
+        tracing::warn!(
+            ev = "db",
+            msg = "batch write failed; batch kept at the front of the queue",
+            error = %error,
+            rows = batch.len(),
+            failures = backoff.failures() + 1
+        );
+        self.queue.restore(batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
+        assert!(delays[2] >= Duration::from_millis(200) && delays[2] <= Duration::from_millis(400));
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
+        assert!(delays[7] >= Duration::from_millis(500));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}

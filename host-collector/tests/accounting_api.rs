@@ -1,0 +1,149 @@
+//! Loss accounting and MCP operation metrics end to end over HTTP (SQLite): two sources, one
+//! with a seq lost in transit, a duplicate, a filter status record, a late arrival and a
+//! source beyond `--max-sources`; checks `GET /v1/accounting` and the `/metrics` text.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn status(source: &str, buffer_full: u64, emitted: u64) -> String {
+    format!(
+        r#"{{"kind":"status","source":"{source}","ts":"2026-11-22T02:53:34Z","dropped":{{"buffer_full":{buffer_full},"callout_failed":0,"rejected_by_collector":0}},"emitted":{emitted}}}"#
+    )
+}
+
+fn response(source: &str, seq: u64, tool: &str, outcome: &str, extra: &str) -> String {
+    event(
+        source,
+        seq,
+        &format!(
+            r#","instance_id":"i1","mcp.method.name":"tools/call","gen_ai.tool.name":"{tool}","mcp.outcome":"{outcome}"{extra}"#
+        ),
+    )
+    .replace(r#""event":"request""#, r#""event":"response""#)
+}
+
+fn body(lines: &[String]) -> Vec<u8> {
+    (lines.join("\n") + "\n").into_bytes()
+}
+
+async fn accounting(running: &host_collector::app::Running) -> serde_json::Value {
+    let reply = get(running.addr, "/v1/accounting").await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    reply.json()
+}
+
+fn source<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["sources"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["source"] == name))
+        .unwrap_or_else(|| panic!("{name} missing in {report}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounting_and_red_metrics_over_http() {
+    let db = TempSqlite::new();
+    let running = start(&db.url(), &["--max-sources", "2", "--max-tool-labels", "1"]).await;
+
+    // vm-a emitted 5: seq 5 dropped by the filter, seq 3 still in transit.
+    let first = body(&[
+        event("vm-a", 1, ""),
+        event("vm-a", 2, ""),
+        event("vm-a", 4, ""),
+        status("vm-a", 1, 5),
+        response("vm-b", 1, "echo", "ok", r#","duration_ms":30"#),
+        response(
+            "vm-b",
+            2,
+            "sum",
+            "jsonrpc_error",
+            r#","error.type":"-32602","duration_ms":700"#,
+        ),
+    ]);
+    assert_eq!(post(running.addr, first).await.json()["accepted"], 5);
+    let again = post(running.addr, body(&[event("vm-a", 2, "")])).await;
+    assert_eq!(again.json()["duplicates"], 1);
+
+    let report = accounting(&running).await;
+    assert_eq!(
+        source(&report, "vm-a"),
+        &json!({
+            "source": "vm-a", "events": 3, "highest_seq": 4, "gaps": 1, "duplicates": 1,
+            "filter_dropped": {"buffer_full": 1, "callout_failed": 0, "rejected_by_collector": 0},
+            "emitted": 5, "unaccounted": 1
+        })
+    );
+    let vm_b = source(&report, "vm-b");
+    assert_eq!(
+        (vm_b["gaps"].as_u64(), vm_b["emitted"].as_u64()),
+        (Some(0), None)
+    );
+    assert_eq!(vm_b["unaccounted"], serde_json::Value::Null);
+
+    // The late seq 3 closes the gap and the books balance; a third source folds.
+    let late = body(&[event("vm-a", 3, ""), event("vm-c", 1, "")]);
+    assert_eq!(post(running.addr, late).await.json()["accepted"], 2);
+    let report = accounting(&running).await;
+    let vm_a = source(&report, "vm-a");
+    assert_eq!(
+        (vm_a["gaps"].as_u64(), vm_a["unaccounted"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(report["_other"]["events"], 1);
+    assert_eq!(report["totals"]["events"], 7);
+    assert_eq!(report["totals"]["sources"], 2);
+    assert_eq!(report["max_sources"], 2);
+
+    let samples = [
+        (r#"collector_source_events_total{source="vm-a"}"#, 4.0),
+        (r#"collector_source_events_total{source="_other"}"#, 1.0),
+        (r#"collector_source_duplicates_total{source="vm-a"}"#, 1.0),
+        (r#"collector_source_gaps{source="vm-a"}"#, 0.0),
+        (r#"collector_source_highest_seq{source="vm-b"}"#, 2.0),
+        (r#"collector_source_filter_emitted{source="vm-a"}"#, 5.0),
+        (r#"collector_source_unaccounted{source="vm-a"}"#, 0.0),
+        (
+            r#"collector_source_filter_dropped{source="vm-a",reason="buffer_full"}"#,
+            1.0,
+        ),
+        (
+            r#"mcp_server_operations_total{instance="i1",method="tools/call",tool="echo",outcome="ok"}"#,
+            1.0,
+        ),
+        (
+            r#"mcp_server_operations_total{instance="i1",method="tools/call",tool="_other",outcome="jsonrpc_error"}"#,
+            1.0,
+        ),
+        (
+            r#"mcp_server_operation_errors_total{instance="i1",method="tools/call",tool="_other",error_type="-32602"}"#,
+            1.0,
+        ),
+        (
+            r#"mcp_server_operation_duration_seconds_bucket{le="0.05",instance="i1",method="tools/call",tool="echo"}"#,
+            1.0,
+        ),
+        (
+            r#"mcp_server_operation_duration_seconds_bucket{le="0.5",instance="i1",method="tools/call",tool="_other"}"#,
+            0.0,
+        ),
+        (
+            r#"mcp_server_operation_duration_seconds_bucket{le="0.75",instance="i1",method="tools/call",tool="_other"}"#,
+            1.0,
+        ),
+    ];
+    for (sample, value) in samples {
+        assert_eq!(metric(&running, sample).await, Some(value), "{sample}");
+    }
+    assert_eq!(
+        metric(&running, r#"collector_source_unaccounted{source="vm-b"}"#).await,
+        None,
+        "no gauge while emitted is unknown"
+    );
+
+    let unauthenticated = client::request(running.addr, "GET", "/v1/accounting", &[], Vec::new())
+        .await
+        .expect("request");
+    assert_eq!(unauthenticated.status, 401);
+    running.shutdown().await;
+}

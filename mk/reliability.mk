@@ -1,0 +1,46 @@
+# Reliability and security suite (docs/reliability.md).
+#   make test-reliability        faults, hostile input, secrets, auth (short variants, ~6 min)
+#   RELIABILITY_LONG=1 make test-reliability   the long variants (60 s MariaDB outage)
+#   make fuzz-short              every fuzz target for FUZZ_SHORT_SECONDS (CI)
+#   make fuzz-long               every fuzz target for FUZZ_LONG_SECONDS (on demand)
+# Figures: every test prints `RELIABILITY {json}`; they are collected in $(RELIABILITY_FIGURES).
+
+.PHONY: test-reliability fuzz-build fuzz-short fuzz-long
+
+RELIABILITY_FIGURES ?= $(CURDIR)/target/reliability-figures.jsonl
+FUZZ_TARGETS := jsonrpc_parse_body sse_parser traceparent_parse collector_ndjson_line collector_status_accounting
+FUZZ_SHORT_SECONDS ?= 25
+FUZZ_LONG_SECONDS ?= 1800
+# -a: debug assertions and overflow checks on, so arithmetic overflow is a crash.
+FUZZ_FLAGS ?= -a
+
+test-reliability: build
+	@mkdir -p $(dir $(RELIABILITY_FIGURES)); : > $(RELIABILITY_FIGURES)
+	RELIABILITY_FIGURES=$(RELIABILITY_FIGURES) cargo test -p host-collector --test hostile_ingest -- --test-threads=1 --nocapture
+	cargo test -p host-collector --test hostile_fuzz_regressions
+	cargo test -p mcp-filter --test reliability_fuzz_regressions
+	RELIABILITY_FIGURES=$(RELIABILITY_FIGURES) cargo test -p mcp-filter --test reliability_pipeline -- --test-threads=1 --nocapture
+	@echo "figures: $(RELIABILITY_FIGURES)"; cat $(RELIABILITY_FIGURES) | cut -c1-400
+
+fuzz-build:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	cd fuzz && cargo +nightly fuzz build $(FUZZ_FLAGS)
+
+# Each target runs for the given time; a crash stops make with the reproducer in
+# fuzz/artifacts/<target>/ (turn it into a case of tests/reliability_fuzz_regressions.rs or
+# host-collector/tests/hostile_fuzz_regressions.rs). Executions are printed per target.
+define run_fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  echo "== fuzz $$t ($(1) s)"; \
+	  (cd fuzz && cargo +nightly fuzz run $(FUZZ_FLAGS) $$t -- -max_total_time=$(1) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1) \
+	    | tee fuzz/$$t.log | grep -E "^(stat::number_of_executed_units|==[0-9]+== ERROR|SUMMARY|Done)" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+endef
+
+fuzz-short: fuzz-build
+	$(call run_fuzz,$(FUZZ_SHORT_SECONDS))
+
+fuzz-long: fuzz-build
+	$(call run_fuzz,$(FUZZ_LONG_SECONDS))

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The local pipeline: host-collector (SQLite by default, MariaDB/MySQL when MYSQL_URL is set),
+# demo MCP servers (rmcp), then Envoy with the filter (envoy/envoy.yaml) shipping to the
+# collector. Everything listens on loopback; Ctrl-C (or SIGTERM) stops all of it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENVOY_BIN=${ENVOY_BIN:-.venv/bin/envoy}
+BIN=target/release
+LOGS=run
+mkdir -p "$LOGS"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "stopped."
+}
+trap stop INT TERM EXIT
+
+wait_http() { # url name
+  for _ in $(seq 1 100); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "$2 did not come up; see $LOGS/" >&2; exit 1
+}
+
+# Must match the token in envoy/envoy.yaml.
+export COLLECTOR_TOKEN=${COLLECTOR_TOKEN:-local-dev-collector-token-change-me}
+DATABASE_URL=${MYSQL_URL:-sqlite://$LOGS/host-collector.db}
+"$BIN/host-collector" --listen 127.0.0.1:9400 --metrics-listen 127.0.0.1:9401 \
+  --database-url "$DATABASE_URL" >"$LOGS/host-collector.log" 2>&1 & pids+=($!)
+wait_http http://127.0.0.1:9400/health host-collector
+
+"$BIN/demo-mcp-server" --listen 127.0.0.1:9500 >"$LOGS/demo-mcp-server.log" 2>&1 & pids+=($!)
+"$BIN/demo-mcp-sse-server" --listen 127.0.0.1:9501 >"$LOGS/demo-mcp-sse-server.log" 2>&1 & pids+=($!)
+wait_http http://127.0.0.1:9500/healthz demo-mcp-server
+wait_http http://127.0.0.1:9501/healthz demo-mcp-sse-server
+
+"$ENVOY_BIN" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart --log-level info \
+  >"$LOGS/envoy-access.log" 2>"$LOGS/envoy.log" & pids+=($!)
+wait_http http://127.0.0.1:9901/ready envoy
+
+cat <<TXT
+Local pipeline is up (logs in $LOGS/):
+  MCP (Streamable HTTP) via Envoy  http://127.0.0.1:10000/mcp/demo/mcp
+  MCP (legacy HTTP+SSE) via Envoy  http://127.0.0.1:10000/mcp/legacy/sse
+  Envoy admin                      http://127.0.0.1:9901
+  host-collector                   http://127.0.0.1:9400 (metrics :9401/metrics), store $DATABASE_URL
+  demo MCP servers                 http://127.0.0.1:9500/mcp, http://127.0.0.1:9501/sse
+Traffic:  make demo-traffic
+Rows:     curl -s -H "authorization: Bearer \$COLLECTOR_TOKEN" 'http://127.0.0.1:9400/v1/logs?event=response&limit=5'
+          (COLLECTOR_TOKEN=$COLLECTOR_TOKEN)
+Events also in $LOGS/envoy.log (grep mcp_event).
+Ctrl-C to stop.
+TXT
+wait -n "${pids[@]}"

@@ -1,0 +1,642 @@
+//! Host glue: the only module that talks to the proxy-wasm host. It implements the SDK's root
+//! and HTTP context traits, reads headers, bodies and properties, and applies what
+//! `exchange::Exchange` decides. Host calls go through `hostcalls` (which return `Result`)
+//! rather than the trait helpers that unwrap, so a host error is counted and reported as
+//! `panic.recovered` and the request passes untouched: the filter never traps on traffic.
+
+use crate::config::Config;
+use crate::events::{Emitter, EventSink, LogSink, LOG_PREFIX};
+use crate::exchange::{
+    Env, Exchange, LocalReply, RequestAction, RequestHead, ResponseBodyAction, StreamEnd,
+};
+use crate::pending::PendingRequests;
+use crate::resilience::{self, CasStats, UpstreamCounters, UpstreamEnv};
+use crate::shipping::{Answer, ShipConfig, Shipper};
+use crate::stats::{upstream_stat, Snapshot, StatKind, STATS};
+use crate::trace::IdGenerator;
+use crate::upstream::{SetError, SharedStore, StoreError};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the root context flushes and reports stats; batch thresholds are checked then.
+const TICK: Duration = Duration::from_millis(100);
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| Box::new(Root::default()));
+}}
+
+/// State shared by every stream of this VM (one Envoy worker).
+struct VmState {
+    config: Config,
+    ids: IdGenerator,
+    emitter: Emitter,
+    pending: PendingRequests,
+    shipper: Option<Rc<RefCell<Shipper>>>,
+    internal_errors: u64,
+    cas: CasStats,
+    registered: BTreeSet<String>,
+    upstream_counters: BTreeMap<String, UpstreamCounters>,
+}
+
+/// Envoy shared data: one store for all worker VMs, with compare-and-swap.
+struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        hostcalls::get_shared_data(key).map_err(|_| StoreError)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
+            proxy_wasm::types::Status::CasMismatch => SetError::CasMismatch,
+            _ => SetError::Other,
+        })
+    }
+}
+
+/// Events into the shipper's buffer (and, if asked, Envoy's log too).
+struct ShipSink {
+    shipper: Rc<RefCell<Shipper>>,
+    also_log: bool,
+}
+
+impl EventSink for ShipSink {
+    fn deliver(&mut self, line: String) {
+        if self.also_log {
+            log::info!("{LOG_PREFIX}{line}");
+        }
+        self.shipper.borrow_mut().push(line);
+    }
+}
+
+impl VmState {
+    fn env(&mut self, now: SystemTime) -> Env<'_> {
+        let ids = &mut self.ids;
+        let upstream = self.config.upstream.as_ref().map(|config| UpstreamEnv {
+            config,
+            store: &HostStore,
+            stats: &mut self.cas,
+            registered: &mut self.registered,
+            counters: &mut self.upstream_counters,
+            random: ids.next_u64(),
+        });
+        Env {
+            config: &self.config,
+            now,
+            ids,
+            emitter: &mut self.emitter,
+            pending: &mut self.pending,
+            upstream,
+        }
+    }
+}
+
+type Shared = Rc<RefCell<Option<VmState>>>;
+
+#[derive(Default)]
+struct Root {
+    state: Shared,
+    /// Token of the batch callout in flight.
+    callout: Option<u32>,
+    /// Ids in the order of `STATS`; `None` where the host refused a definition.
+    stat_ids: Vec<Option<u32>>,
+    reported: Snapshot,
+    /// Per-upstream stat ids and the counts last reported, by instance.
+    upstream_stats: BTreeMap<String, ([Option<u32>; 4], UpstreamCounters)>,
+}
+
+fn now() -> SystemTime {
+    hostcalls::get_current_time().unwrap_or(UNIX_EPOCH)
+}
+
+/// Seed for ids: WASI randomness, mixed with the clock in case the host offers none.
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    let random = getrandom::fill(&mut bytes)
+        .map(|_| u64::from_le_bytes(bytes))
+        .unwrap_or(0);
+    let nanos = now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    random ^ nanos.rotate_left(17)
+}
+
+fn new_vm_state(config: &Config) -> VmState {
+    let mut ids = IdGenerator::new(seed());
+    let source = ids.hex_id(8);
+    VmState {
+        config: config.clone(),
+        emitter: Emitter::new(source, config.min_level, Box::new(LogSink)),
+        ids,
+        pending: PendingRequests::default(),
+        shipper: None,
+        internal_errors: 0,
+        cas: CasStats::default(),
+        registered: BTreeSet::new(),
+        upstream_counters: BTreeMap::new(),
+    }
+}
+
+fn define_stats() -> Vec<Option<u32>> {
+    STATS
+        .iter()
+        .map(|(name, kind)| {
+            let kind = match kind {
+                StatKind::Counter => MetricType::Counter,
+                StatKind::Gauge => MetricType::Gauge,
+            };
+            hostcalls::define_metric(kind, name).ok()
+        })
+        .collect()
+}
+
+impl Root {
+    /// Runs `f` on the shipper with a random value for jitter; `None` when not shipping.
+    fn with_shipper<T>(&mut self, f: impl FnOnce(&mut Shipper, u64) -> T) -> Option<T> {
+        let mut state = self.state.borrow_mut();
+        let vm = state.as_mut()?;
+        let random = vm.ids.next_u64();
+        let shipper = vm.shipper.clone()?;
+        drop(state);
+        let mut shipper = shipper.borrow_mut();
+        Some(f(&mut shipper, random))
+    }
+
+    /// Sends the next due batch. Callouts are made from the root context only: one made in a
+    /// stream's context would be cancelled when that stream ends.
+    fn flush(&mut self) {
+        if self.callout.is_some() {
+            return;
+        }
+        let sent = self.with_shipper(|shipper, random| {
+            let now = now();
+            let batch = shipper.poll(now)?;
+            let config: ShipConfig = shipper.config().clone();
+            let auth = format!("Bearer {}", config.token);
+            let headers = vec![
+                (":method", "POST"),
+                (":path", config.path.as_str()),
+                (":authority", config.authority.as_str()),
+                ("content-type", "application/x-ndjson"),
+                ("authorization", auth.as_str()),
+            ];
+            let timeout = Duration::from_millis(config.timeout_ms);
+            match hostcalls::dispatch_http_call(
+                &config.cluster,
+                headers,
+                Some(&batch.body),
+                vec![],
+                timeout,
+            ) {
+                Ok(token) => Some(token),
+                Err(_) => {
+                    shipper.on_answer(now, Answer::Failed, random);
+                    None
+                }
+            }
+        });
+        self.callout = sent.flatten();
+    }
+
+    fn snapshot(&self) -> Option<Snapshot> {
+        let state = self.state.borrow();
+        let vm = state.as_ref()?;
+        let mut values = [0i64; 13];
+        values[0] = vm.emitter.emitted() as i64;
+        values[5] = vm.internal_errors as i64;
+        values[9] = vm.cas.retries as i64;
+        values[10] = vm.cas.lost as i64;
+        values[11] = vm.cas.store_failures as i64;
+        values[12] = vm.cas.unregistered as i64;
+        if let Some(shipper) = &vm.shipper {
+            let s = shipper.borrow();
+            values[1] = s.shipped as i64;
+            values[2] = s.drops.buffer_full as i64;
+            values[3] = s.drops.callout_failed as i64;
+            values[4] = s.drops.rejected_by_collector as i64;
+            values[6] = i64::from(s.in_flight());
+            values[7] = s.buffered_bytes() as i64;
+            values[8] = s.last_flush_latency.map_or(0, |d| d.as_millis() as i64);
+        }
+        Some(Snapshot(values))
+    }
+
+    fn report_stats(&mut self) {
+        let Some(current) = self.snapshot() else {
+            return;
+        };
+        for (index, delta) in current.deltas(&self.reported) {
+            if let Some(Some(id)) = self.stat_ids.get(index).copied() {
+                // A failed stat update is not worth a trap or an event.
+                let _ = hostcalls::increment_metric(id, delta);
+            }
+        }
+        self.reported = current;
+        self.report_upstream_stats();
+    }
+
+    /// Per-upstream requests, failures, rejections (this VM's increments) and breaker state.
+    fn report_upstream_stats(&mut self) {
+        let counters = match self.state.borrow().as_ref() {
+            Some(vm) => vm.upstream_counters.clone(),
+            None => return,
+        };
+        for (instance, now) in counters {
+            let (ids, before) = self
+                .upstream_stats
+                .entry(instance.clone())
+                .or_insert_with(|| {
+                    let define = |what: &str, kind| {
+                        hostcalls::define_metric(kind, &upstream_stat(&instance, what)).ok()
+                    };
+                    let ids = [
+                        define("requests", MetricType::Counter),
+                        define("failures", MetricType::Counter),
+                        define("rejections", MetricType::Counter),
+                        define("breaker_state", MetricType::Gauge),
+                    ];
+                    (ids, UpstreamCounters::default())
+                });
+            let deltas = [
+                now.requests - before.requests,
+                now.failures - before.failures,
+                now.rejections - before.rejections,
+            ];
+            for (id, delta) in ids.iter().zip(deltas) {
+                if let (Some(id), true) = (id, delta > 0) {
+                    let _ = hostcalls::increment_metric(*id, delta as i64);
+                }
+            }
+            if let (Some(id), Some(state)) = (ids[3], now.state) {
+                if before.state != Some(state) {
+                    let _ = hostcalls::record_metric(id, state as u64);
+                }
+            }
+            *before = now;
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if self.callout != Some(token) {
+            return;
+        }
+        self.callout = None;
+        let status = header_map(MapType::HttpCallResponseHeaders)
+            .ok()
+            .and_then(|h| h.into_iter().find(|(k, _)| k == ":status"))
+            .and_then(|(_, v)| v.parse::<u32>().ok());
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let answer = match status {
+            Some(status) if num_headers > 0 => Answer::Status(status, &body),
+            _ => Answer::Failed,
+        };
+        self.with_shipper(|shipper, random| shipper.on_answer(now(), answer, random));
+        // A full batch waiting goes out now, not at the next tick: under load the pipeline
+        // runs at callout round-trip speed instead of one batch per tick.
+        self.flush();
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let config = match Config::parse(&bytes) {
+            Ok(config) => config,
+            Err(e) => {
+                log::error!("mcp-filter: {e}");
+                return false;
+            }
+        };
+        let mut state = self.state.borrow_mut();
+        let vm = state.get_or_insert_with(|| new_vm_state(&config));
+        // A reconfigured VM keeps its source id and seq so the collector sees no gap.
+        vm.emitter.set_min_level(config.min_level);
+        vm.shipper = config.collector.clone().map(|ship| {
+            let shipper = match vm.shipper.take() {
+                Some(existing) => {
+                    existing.borrow_mut().set_config(ship.clone());
+                    existing
+                }
+                None => Rc::new(RefCell::new(Shipper::new(
+                    ship.clone(),
+                    vm.emitter.source().to_string(),
+                ))),
+            };
+            vm.emitter.set_sink(Box::new(ShipSink {
+                shipper: shipper.clone(),
+                also_log: ship.log_events,
+            }));
+            shipper
+        });
+        if vm.shipper.is_none() {
+            vm.emitter.set_sink(Box::new(LogSink));
+        }
+        vm.config = config;
+        drop(state);
+        if self.stat_ids.is_empty() {
+            self.stat_ids = define_stats();
+        }
+        // Best effort: without ticks, batches and stats simply wait.
+        let _ = hostcalls::set_tick_period(TICK);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.flush();
+        self.report_stats();
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            state: self.state.clone(),
+            exchange: None,
+            request_body: BodyCursor::default(),
+            response_body: BodyCursor::default(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Which bytes of Envoy's body buffer are new: after a `Pause` the buffer accumulates and
+/// the next callback sees the old bytes again; after `Continue` it holds only the new chunk.
+#[derive(Default)]
+struct BodyCursor {
+    buffered: usize,
+}
+
+impl BodyCursor {
+    fn read_new(&self, buffer: BufferType, body_size: usize) -> Result<Vec<u8>, &'static str> {
+        let start = self.buffered.min(body_size);
+        hostcalls::get_buffer(buffer, start, body_size - start)
+            .map(Option::unwrap_or_default)
+            .map_err(|_| "get_buffer")
+    }
+
+    fn after(&mut self, paused: bool, body_size: usize) {
+        self.buffered = if paused { body_size } else { 0 };
+    }
+}
+
+struct Http {
+    state: Shared,
+    exchange: Option<Exchange>,
+    request_body: BodyCursor,
+    response_body: BodyCursor,
+}
+
+fn header_map(map: MapType) -> Result<Vec<(String, String)>, &'static str> {
+    hostcalls::get_map_bytes(map)
+        .map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                .collect()
+        })
+        .map_err(|_| "get_map")
+}
+
+fn string_property(path: Vec<&str>) -> Option<String> {
+    hostcalls::get_property(path)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+fn int_property(path: Vec<&str>) -> Option<u32> {
+    let bytes = hostcalls::get_property(path).ok().flatten()?;
+    let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    u32::try_from(u64::from_le_bytes(array)).ok()
+}
+
+/// The filter's own health endpoint, when configured and asked for.
+fn health_endpoint(vm: &VmState, headers: &[(String, String)]) -> Option<LocalReply> {
+    let path = headers
+        .iter()
+        .find(|(k, _)| k == ":path")
+        .map(|(_, v)| v.as_str())?;
+    let wanted = vm.config.health_path.as_deref()?;
+    if path.split('?').next() != Some(wanted) {
+        return None;
+    }
+    let config = vm.config.upstream.as_ref()?;
+    Some(resilience::health_reply(config, &HostStore, now()))
+}
+
+fn send_local_reply(reply: &LocalReply) -> Result<(), &'static str> {
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()))
+        .map_err(|_| "send_http_response")
+}
+
+fn set_headers(map: MapType, headers: &[(String, String)]) -> Result<(), &'static str> {
+    for (name, value) in headers {
+        hostcalls::set_map_value(map, name, Some(value)).map_err(|_| "set_map_value")?;
+    }
+    Ok(())
+}
+
+impl Http {
+    /// Runs `f` with the exchange and its VM environment; `None` when unconfigured.
+    fn with_exchange<T>(&mut self, f: impl FnOnce(&mut Exchange, &mut Env) -> T) -> Option<T> {
+        let exchange = self.exchange.as_mut()?;
+        let mut state = self.state.borrow_mut();
+        let vm = state.as_mut()?;
+        let mut env = vm.env(now());
+        Some(f(exchange, &mut env))
+    }
+
+    /// A host call failed: count and report it, and let the stream go on untouched.
+    fn recovered(&mut self, what: &'static str) -> Action {
+        if let Some(vm) = self.state.borrow_mut().as_mut() {
+            vm.internal_errors += 1;
+        }
+        self.with_exchange(|exchange, env| exchange.report_internal_error(env, what));
+        Action::Continue
+    }
+
+    fn apply_request_action(&mut self, action: RequestAction) -> Result<Action, &'static str> {
+        match action {
+            RequestAction::Continue(headers) => {
+                set_headers(MapType::HttpRequestHeaders, &headers)?;
+                self.mirror_filter_state();
+                Ok(Action::Continue)
+            }
+            RequestAction::Hold => Ok(Action::Pause),
+            RequestAction::Reject(reply) => {
+                send_local_reply(&reply)?;
+                Ok(Action::Pause)
+            }
+        }
+    }
+
+    /// Classification into Envoy filter state (`wasm.mcp_*`), for access logs and RBAC.
+    fn mirror_filter_state(&self) {
+        if let Some(exchange) = &self.exchange {
+            for (key, value) in exchange.filter_state() {
+                // Best effort: a host without filter state loses only this mirror.
+                let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
+            }
+        }
+    }
+
+    fn request_headers(&mut self, end_of_stream: bool) -> Result<Action, &'static str> {
+        let headers = header_map(MapType::HttpRequestHeaders)?;
+        let mut state = self.state.borrow_mut();
+        let Some(vm) = state.as_mut() else {
+            return Ok(Action::Continue);
+        };
+        let (route_name, cluster_name) = match vm.config.instance.source {
+            crate::config::InstanceSource::RouteName => {
+                (string_property(vec!["xds", "route_name"]), None)
+            }
+            crate::config::InstanceSource::ClusterName => {
+                (None, string_property(vec!["xds", "cluster_name"]))
+            }
+            _ => (None, None),
+        };
+        if let Some(reply) = health_endpoint(vm, &headers) {
+            drop(state);
+            send_local_reply(&reply)?;
+            return Ok(Action::Pause);
+        }
+        let head = RequestHead {
+            headers: &headers,
+            route_name: route_name.as_deref(),
+            cluster_name: cluster_name.as_deref(),
+            end_of_stream,
+        };
+        let (exchange, action) = Exchange::on_request_headers(&head, &mut vm.env(now()));
+        drop(state);
+        self.exchange = Some(exchange);
+        self.apply_request_action(action)
+    }
+
+    fn request_body(
+        &mut self,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Result<Action, &'static str> {
+        if !self
+            .exchange
+            .as_ref()
+            .is_some_and(Exchange::wants_request_body)
+        {
+            return Ok(Action::Continue);
+        }
+        let chunk = self
+            .request_body
+            .read_new(BufferType::HttpRequestBody, body_size)?;
+        let action = self
+            .with_exchange(|exchange, env| exchange.on_request_body(&chunk, end_of_stream, env))
+            .unwrap_or(RequestAction::Continue(Vec::new()));
+        self.request_body
+            .after(matches!(action, RequestAction::Hold), body_size);
+        self.apply_request_action(action)
+    }
+
+    fn response_headers(&mut self, end_of_stream: bool) -> Result<Action, &'static str> {
+        let headers = header_map(MapType::HttpResponseHeaders)?;
+        let to_add = self
+            .with_exchange(|exchange, env| {
+                exchange.on_response_headers(&headers, end_of_stream, env)
+            })
+            .unwrap_or_default();
+        for (name, value) in &to_add {
+            hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
+                .map_err(|_| "add_map_value")?;
+        }
+        Ok(Action::Continue)
+    }
+
+    fn response_body(
+        &mut self,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Result<Action, &'static str> {
+        let Some(wants_bytes) = self.exchange.as_ref().map(Exchange::wants_response_bytes) else {
+            return Ok(Action::Continue);
+        };
+        let chunk = if wants_bytes {
+            self.response_body
+                .read_new(BufferType::HttpResponseBody, body_size)?
+        } else {
+            Vec::new()
+        };
+        let action = self
+            .with_exchange(|exchange, env| exchange.on_response_body(&chunk, end_of_stream, env))
+            .unwrap_or(ResponseBodyAction::Continue);
+        self.response_body
+            .after(action == ResponseBodyAction::Buffer, body_size);
+        match action {
+            ResponseBodyAction::Continue => Ok(Action::Continue),
+            ResponseBodyAction::Buffer => Ok(Action::Pause),
+            ResponseBodyAction::Replace(bytes) => {
+                hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &bytes)
+                    .map_err(|_| "set_buffer")?;
+                Ok(Action::Continue)
+            }
+        }
+    }
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.request_headers(end_of_stream)
+            .unwrap_or_else(|what| self.recovered(what))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.request_body(body_size, end_of_stream)
+            .unwrap_or_else(|what| self.recovered(what))
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.response_headers(end_of_stream)
+            .unwrap_or_else(|what| self.recovered(what))
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.response_body(body_size, end_of_stream)
+            .unwrap_or_else(|what| self.recovered(what))
+    }
+
+    fn on_log(&mut self) {
+        let code_details = string_property(vec!["response", "code_details"]);
+        let response_code = int_property(vec!["response", "code"]);
+        let end = StreamEnd {
+            code_details: code_details.as_deref(),
+            response_code,
+        };
+        self.with_exchange(|exchange, env| exchange.on_stream_end(&end, env));
+    }
+}

@@ -1,0 +1,517 @@
+//! Wiring the shared upstream records (`upstream`) into exchanges: which instances get a
+//! record (a bounded registry in shared data), admission when a request is about to go
+//! upstream, what a finished exchange counts as, the fast local reply while the breaker is
+//! open, and the health report served by the filter. Pure: the store is injected.
+
+use crate::exchange::LocalReply;
+use crate::upstream::shared::{self, SharedStore, StoreError, UpdateOutcome};
+use crate::upstream::{
+    Admission, CallResult, FailureKind, HealthSnapshot, Outcome, ProbeTicket, StateKind,
+    Transition, UpstreamConfig,
+};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Shared-data key listing the instances that have a record, one per line.
+pub const REGISTRY_KEY: &str = "mcp-gw/v1/instances";
+
+/// JSON-RPC error code of the fast reply while an upstream's breaker is open.
+pub const CIRCUIT_OPEN_CODE: i64 = -32003;
+
+/// Per-VM counters of the shared-state machinery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CasStats {
+    pub retries: u64,
+    pub lost: u64,
+    pub store_failures: u64,
+    pub corrupt_replaced: u64,
+    /// Instances refused a record because the registry was full.
+    pub unregistered: u64,
+}
+
+/// This VM's per-upstream counts, reported as Envoy stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamCounters {
+    pub requests: u64,
+    pub failures: u64,
+    pub rejections: u64,
+    /// Last breaker state this VM saw committed: 0 closed, 1 half-open, 2 open.
+    pub state: Option<i64>,
+}
+
+/// What the VM offers for upstream tracking.
+pub struct UpstreamEnv<'a> {
+    pub config: &'a UpstreamConfig,
+    pub store: &'a dyn SharedStore,
+    pub stats: &'a mut CasStats,
+    /// Instances this VM already saw registered (a cache of the shared registry).
+    pub registered: &'a mut BTreeSet<String>,
+    /// Keyed by registered instances only, so bounded like the registry.
+    pub counters: &'a mut BTreeMap<String, UpstreamCounters>,
+    pub random: u64,
+}
+
+/// `&dyn SharedStore` as the `impl SharedStore` the CAS helpers take.
+struct Store<'a>(&'a dyn SharedStore);
+
+impl SharedStore for Store<'_> {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        self.0.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), shared::SetError> {
+        self.0.set(key, value, cas)
+    }
+}
+
+pub fn micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn registry(store: &dyn SharedStore) -> Result<(Vec<String>, Option<u32>), StoreError> {
+    let (value, cas) = store.get(REGISTRY_KEY)?;
+    let names = value
+        .map(|v| {
+            String::from_utf8_lossy(&v)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((names, cas))
+}
+
+/// The instances with a record, as every worker sees them.
+pub fn registered_instances(store: &dyn SharedStore) -> Vec<String> {
+    registry(store).map(|(names, _)| names).unwrap_or_default()
+}
+
+impl UpstreamEnv<'_> {
+    /// Makes sure `instance` has a record; false when the registry is full (or unavailable),
+    /// so attacker-chosen ids can never create more than `max_instances` keys.
+    fn register(&mut self, instance: &str) -> bool {
+        if self.registered.contains(instance) {
+            return true;
+        }
+        for _ in 0..=self.config.cas_max_retries {
+            let Ok((mut names, cas)) = registry(self.store) else {
+                self.stats.store_failures += 1;
+                return false;
+            };
+            if names.iter().any(|n| n == instance) {
+                self.registered.insert(instance.to_string());
+                return true;
+            }
+            if names.len() >= self.config.max_instances {
+                self.stats.unregistered += 1;
+                return false;
+            }
+            names.push(instance.to_string());
+            match self
+                .store
+                .set(REGISTRY_KEY, names.join("\n").as_bytes(), cas)
+            {
+                Ok(()) => {
+                    self.registered.insert(instance.to_string());
+                    return true;
+                }
+                Err(shared::SetError::CasMismatch) => self.stats.retries += 1,
+                Err(shared::SetError::Other) => {
+                    self.stats.store_failures += 1;
+                    return false;
+                }
+            }
+        }
+        self.stats.lost += 1;
+        false
+    }
+
+    /// Whether a request for `instance` may go upstream now.
+    pub fn admit(&mut self, instance: &str, now: SystemTime) -> Gate {
+        if !self.register(instance) {
+            return Gate::Untracked;
+        }
+        let key = shared::key_for(instance);
+        let decision = shared::admit(&Store(self.store), &key, self.config, micros(now));
+        let counters = self.counters.entry(instance.to_string()).or_default();
+        match decision.admission {
+            Admission::Reject { .. } => counters.rejections += 1,
+            _ => counters.requests += 1,
+        }
+        self.stats.lost += u64::from(decision.lost);
+        self.stats.store_failures += u64::from(decision.store_failed);
+        self.stats.corrupt_replaced += u64::from(decision.replaced_corrupt);
+        match decision.admission {
+            Admission::Allow => Gate::Pass {
+                probe: None,
+                transition: decision.transition,
+            },
+            Admission::Probe(ticket) => Gate::Pass {
+                probe: Some(ticket),
+                transition: decision.transition,
+            },
+            Admission::Reject { retry_after_secs } => Gate::Reject {
+                retry_after_secs,
+                transition: decision.transition,
+            },
+        }
+    }
+
+    /// Records a finished call; returns the transition it caused, if this VM committed one.
+    pub fn record(
+        &mut self,
+        instance: &str,
+        now: SystemTime,
+        result: &CallResult,
+    ) -> Option<Transition> {
+        if let Outcome::Error(kind) = result.outcome {
+            if self.config.breaker.counts(kind) {
+                self.counters
+                    .entry(instance.to_string())
+                    .or_default()
+                    .failures += 1;
+            }
+        }
+        let key = shared::key_for(instance);
+        let outcome = shared::record(
+            &Store(self.store),
+            &key,
+            self.config,
+            micros(now),
+            self.random,
+            result,
+        );
+        match outcome {
+            UpdateOutcome::Committed {
+                value,
+                retries,
+                replaced_corrupt,
+                ..
+            } => {
+                self.stats.retries += u64::from(retries);
+                self.stats.corrupt_replaced += u64::from(replaced_corrupt);
+                value
+            }
+            UpdateOutcome::Lost { retries } => {
+                self.stats.retries += u64::from(retries);
+                self.stats.lost += 1;
+                None
+            }
+            UpdateOutcome::StoreFailed => {
+                self.stats.store_failures += 1;
+                None
+            }
+        }
+    }
+}
+
+impl UpstreamEnv<'_> {
+    /// Remembers the breaker state a committed transition left `instance` in.
+    pub fn note_state(&mut self, instance: &str, state: StateKind) {
+        let value = match state {
+            StateKind::Closed => 0,
+            StateKind::HalfOpen => 1,
+            StateKind::Open => 2,
+        };
+        self.counters.entry(instance.to_string()).or_default().state = Some(value);
+    }
+}
+
+/// Admission result for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gate {
+    /// No record (upstream tracking off, or the registry is full): go ahead, record nothing.
+    Untracked,
+    Pass {
+        probe: Option<ProbeTicket>,
+        transition: Option<Transition>,
+    },
+    Reject {
+        retry_after_secs: u64,
+        transition: Option<Transition>,
+    },
+}
+
+/// The fast reply while the breaker is open: 503, `Retry-After`, a JSON-RPC error.
+pub fn open_circuit_reply(
+    instance: &str,
+    request_id: Option<&str>,
+    retry_after_secs: u64,
+) -> LocalReply {
+    // Ids were rendered from JSON: digits are numbers, anything else a string.
+    let id = match request_id.map(|id| (id, id.parse::<i64>())) {
+        Some((_, Ok(number))) => serde_json::Value::from(number),
+        Some((text, Err(_))) => serde_json::Value::from(text),
+        None => serde_json::Value::Null,
+    };
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": CIRCUIT_OPEN_CODE,
+            "message": format!("MCP upstream `{instance}` is unavailable (circuit open); retry after {retry_after_secs} s"),
+            "data": {"retryAfterSeconds": retry_after_secs},
+        },
+    });
+    LocalReply {
+        status: 503,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("retry-after".into(), retry_after_secs.to_string()),
+        ],
+        body: body.to_string(),
+    }
+}
+
+/// What a finished exchange says about its upstream. `None`: nothing to record (the client
+/// went away, or the gateway answered itself).
+pub fn classify_call(
+    code_details: &str,
+    http_status: Option<u32>,
+    jsonrpc_error: bool,
+    tool_error: bool,
+) -> Option<Outcome> {
+    if code_details.contains("downstream_remote_disconnect")
+        || code_details.contains("downstream_local_disconnect")
+    {
+        return None;
+    }
+    let transport = if code_details.contains("connection_failure")
+        || code_details.contains("no_healthy_upstream")
+        || code_details.contains("connection_termination")
+            && !code_details.contains("after_response_started")
+    {
+        Some(FailureKind::ConnectFailure)
+    } else if code_details.contains("timeout") {
+        Some(FailureKind::Timeout)
+    } else if code_details.contains("upstream_reset") {
+        Some(FailureKind::Reset)
+    } else {
+        None
+    };
+    let http = http_status
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(FailureKind::from_http_status);
+    let jsonrpc = if jsonrpc_error {
+        Some(FailureKind::JsonrpcError)
+    } else if tool_error {
+        Some(FailureKind::ToolError)
+    } else {
+        None
+    };
+    Some(match transport.or(http).or(jsonrpc) {
+        Some(kind) => Outcome::Error(kind),
+        None => Outcome::Success,
+    })
+}
+
+/// The call result for `record`.
+pub fn call_result(
+    outcome: Outcome,
+    started: SystemTime,
+    now: SystemTime,
+    probe: Option<ProbeTicket>,
+) -> CallResult {
+    CallResult {
+        outcome,
+        latency: now.duration_since(started).unwrap_or(Duration::ZERO),
+        probe,
+    }
+}
+
+#[derive(Serialize)]
+struct HealthReport {
+    healthy: bool,
+    upstreams: Vec<HealthSnapshot>,
+}
+
+/// The filter's health endpoint: 200 when every tracked upstream is healthy, else 503.
+pub fn health_reply(
+    config: &UpstreamConfig,
+    store: &dyn SharedStore,
+    now: SystemTime,
+) -> LocalReply {
+    let now_us = micros(now);
+    let upstreams: Vec<HealthSnapshot> = registered_instances(store)
+        .iter()
+        .filter_map(|name| {
+            let record = shared::read(&Store(store), &shared::key_for(name), now_us).ok()?;
+            Some(record.snapshot(name, config, now_us))
+        })
+        .collect();
+    let healthy = upstreams.iter().all(|u| u.healthy);
+    let body = serde_json::to_string(&HealthReport { healthy, upstreams }).unwrap_or_default();
+    LocalReply {
+        status: if healthy { 200 } else { 503 },
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct MapStore(RefCell<HashMap<String, (Vec<u8>, u32)>>);
+
+    impl SharedStore for MapStore {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            Ok(match self.0.borrow().get(key) {
+                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+                None => (None, None),
+            })
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), shared::SetError> {
+            let mut map = self.0.borrow_mut();
+            let current = map.get(key).map(|(_, c)| *c);
+            if cas.is_some_and(|c| c != 0 && Some(c) != current) {
+                return Err(shared::SetError::CasMismatch);
+            }
+            map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+            Ok(())
+        }
+    }
+
+    fn env<'a>(
+        config: &'a UpstreamConfig,
+        store: &'a MapStore,
+        stats: &'a mut CasStats,
+        reg: &'a mut BTreeSet<String>,
+        counters: &'a mut BTreeMap<String, UpstreamCounters>,
+    ) -> UpstreamEnv<'a> {
+        UpstreamEnv {
+            config,
+            store,
+            stats,
+            registered: reg,
+            counters,
+            random: 0,
+        }
+    }
+
+    #[test]
+    fn registry_is_bounded() {
+        let config = UpstreamConfig {
+            max_instances: 2,
+            ..UpstreamConfig::default()
+        };
+        let store = MapStore::default();
+        let (mut stats, mut reg, mut counters) =
+            (CasStats::default(), BTreeSet::new(), BTreeMap::new());
+        let mut e = env(&config, &store, &mut stats, &mut reg, &mut counters);
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert!(matches!(e.admit("a", now), Gate::Pass { .. }));
+        assert!(matches!(e.admit("b", now), Gate::Pass { .. }));
+        assert_eq!(e.admit("evil", now), Gate::Untracked);
+        assert_eq!(e.stats.unregistered, 1);
+        assert_eq!(registered_instances(&store), ["a", "b"]);
+        assert!(store.0.borrow().get(&shared::key_for("evil")).is_none());
+    }
+
+    #[test]
+    fn breaker_opens_rejects_and_reports_health() {
+        let config = UpstreamConfig::default();
+        let store = MapStore::default();
+        let (mut stats, mut reg, mut counters) =
+            (CasStats::default(), BTreeSet::new(), BTreeMap::new());
+        let mut e = env(&config, &store, &mut stats, &mut reg, &mut counters);
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let fail = call_result(Outcome::Error(FailureKind::ConnectFailure), now, now, None);
+        let mut transitions = Vec::new();
+        for _ in 0..5 {
+            assert!(matches!(e.admit("a", now), Gate::Pass { .. }));
+            transitions.extend(e.record("a", now, &fail));
+        }
+        assert_eq!(transitions.len(), 1);
+        assert_eq!(transitions[0].event_name(), "circuit.opened");
+        match e.admit("a", now) {
+            Gate::Reject {
+                retry_after_secs, ..
+            } => assert_eq!(retry_after_secs, 30),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        let counts = e.counters["a"];
+        assert_eq!(
+            (counts.requests, counts.failures, counts.rejections),
+            (5, 5, 1)
+        );
+        let reply = health_reply(&config, &store, now);
+        assert_eq!(reply.status, 503);
+        let json: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
+        assert_eq!(json["upstreams"][0]["instance"], "a");
+        assert_eq!(json["upstreams"][0]["state"], "open");
+    }
+
+    #[test]
+    fn classification() {
+        let c = |d: &str, s: Option<u32>, j: bool, t: bool| classify_call(d, s, j, t);
+        assert_eq!(c("downstream_remote_disconnect", None, false, false), None);
+        assert_eq!(
+            c(
+                "upstream_reset_before_response_started{connection_failure}",
+                Some(503),
+                false,
+                false
+            ),
+            Some(Outcome::Error(FailureKind::ConnectFailure))
+        );
+        assert_eq!(
+            c("no_healthy_upstream", Some(503), false, false),
+            Some(Outcome::Error(FailureKind::ConnectFailure))
+        );
+        assert_eq!(
+            c("upstream_response_timeout", Some(504), false, false),
+            Some(Outcome::Error(FailureKind::Timeout))
+        );
+        assert_eq!(
+            c(
+                "upstream_reset_after_response_started{remote_reset}",
+                Some(200),
+                false,
+                false
+            ),
+            Some(Outcome::Error(FailureKind::Reset))
+        );
+        assert_eq!(
+            c("via_upstream", Some(500), false, false),
+            Some(Outcome::Error(FailureKind::Http5xx))
+        );
+        assert_eq!(
+            c("via_upstream", Some(200), true, false),
+            Some(Outcome::Error(FailureKind::JsonrpcError))
+        );
+        assert_eq!(
+            c("via_upstream", Some(200), false, true),
+            Some(Outcome::Error(FailureKind::ToolError))
+        );
+        assert_eq!(
+            c("via_upstream", Some(200), false, false),
+            Some(Outcome::Success)
+        );
+    }
+
+    #[test]
+    fn open_reply_carries_the_request_id() {
+        let reply = open_circuit_reply("demo", Some("7"), 12);
+        assert_eq!(reply.status, 503);
+        assert!(reply
+            .headers
+            .contains(&("retry-after".to_string(), "12".to_string())));
+        let json: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
+        assert_eq!(json["id"], 7);
+        assert_eq!(json["error"]["code"], CIRCUIT_OPEN_CODE);
+        let json: serde_json::Value =
+            serde_json::from_str(&open_circuit_reply("demo", Some("abc"), 1).body).expect("json");
+        assert_eq!(json["id"], "abc");
+    }
+}

@@ -1,0 +1,280 @@
+//! W3C Trace Context (`traceparent`) parsing, generation and propagation, and the id generator
+//! behind it. The generator is a seeded SplitMix64: trace ids need uniqueness, not secrecy, and
+//! a seed injected by the glue keeps this module free of host calls and deterministic in tests.
+
+/// A parsed or generated `traceparent` (version 00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// Parses a `traceparent` header value. Future versions (not `00`, not `ff`) are accepted
+    /// when their first 55 characters have the version-00 layout, as the spec asks.
+    pub fn parse(value: &str) -> Option<TraceParent> {
+        let value = value.trim();
+        let bytes = value.as_bytes();
+        if bytes.len() < 55 {
+            return None;
+        }
+        let version = hex_byte(&bytes[0..2])?;
+        let exact_length_ok = bytes.len() == 55 || (version != 0 && bytes.get(55) == Some(&b'-'));
+        if version == 0xff || !exact_length_ok {
+            return None;
+        }
+        if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+            return None;
+        }
+        let trace_id: [u8; 16] = hex_array(&bytes[3..35])?;
+        let span_id: [u8; 8] = hex_array(&bytes[36..52])?;
+        let flags = hex_byte(&bytes[53..55])?;
+        let all_zero = |b: &[u8]| b.iter().all(|&x| x == 0);
+        if all_zero(&trace_id) || all_zero(&span_id) {
+            return None;
+        }
+        Some(TraceParent {
+            trace_id,
+            span_id,
+            flags,
+        })
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        to_hex(&self.trace_id)
+    }
+
+    pub fn span_id_hex(&self) -> String {
+        to_hex(&self.span_id)
+    }
+
+    /// The header value, always written as version 00.
+    pub fn header_value(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            self.trace_id_hex(),
+            self.span_id_hex(),
+            self.flags
+        )
+    }
+}
+
+/// The trace context of one exchange: the span this gateway hop creates, and its parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    pub current: TraceParent,
+    /// Span id of the incoming parent, when one was propagated.
+    pub parent_span_id: Option<String>,
+    /// Where the parent came from.
+    pub origin: TraceOrigin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceOrigin {
+    /// A valid `traceparent` header.
+    Header,
+    /// `params._meta.traceparent` in the body (SEP-414).
+    Meta,
+    /// None was given (or it was invalid): a new trace.
+    Generated,
+}
+
+impl TraceOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceOrigin::Header => "header",
+            TraceOrigin::Meta => "meta",
+            TraceOrigin::Generated => "generated",
+        }
+    }
+}
+
+impl TraceContext {
+    /// Continues `incoming` with a new span, or starts a new sampled trace.
+    pub fn continue_or_start(
+        incoming: Option<TraceParent>,
+        origin: TraceOrigin,
+        ids: &mut IdGenerator,
+    ) -> TraceContext {
+        match incoming {
+            Some(parent) => TraceContext {
+                current: TraceParent {
+                    trace_id: parent.trace_id,
+                    span_id: ids.span_id(),
+                    flags: parent.flags,
+                },
+                parent_span_id: Some(parent.span_id_hex()),
+                origin,
+            },
+            None => TraceContext {
+                current: TraceParent {
+                    trace_id: ids.trace_id(),
+                    span_id: ids.span_id(),
+                    flags: 0x01,
+                },
+                parent_span_id: None,
+                origin: TraceOrigin::Generated,
+            },
+        }
+    }
+}
+
+/// SplitMix64: small, fast, full-period; never yields all-zero ids.
+#[derive(Debug, Clone)]
+pub struct IdGenerator {
+    state: u64,
+}
+
+impl IdGenerator {
+    pub fn new(seed: u64) -> Self {
+        IdGenerator { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn nonzero_u64(&mut self) -> u64 {
+        loop {
+            let v = self.next_u64();
+            if v != 0 {
+                return v;
+            }
+        }
+    }
+
+    pub fn span_id(&mut self) -> [u8; 8] {
+        self.nonzero_u64().to_be_bytes()
+    }
+
+    pub fn trace_id(&mut self) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        id[8..].copy_from_slice(&self.nonzero_u64().to_be_bytes());
+        id
+    }
+
+    /// A hex id of `bytes` random bytes (used for the VM's `source` id).
+    pub fn hex_id(&mut self, bytes: usize) -> String {
+        let raw: Vec<u8> = (0..bytes.div_ceil(8))
+            .flat_map(|_| self.next_u64().to_be_bytes())
+            .take(bytes)
+            .collect();
+        to_hex(&raw)
+    }
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    // Uppercase is invalid in traceparent.
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+fn hex_byte(pair: &[u8]) -> Option<u8> {
+    match pair {
+        [hi, lo] => Some(hex_digit(*hi)? << 4 | hex_digit(*lo)?),
+        _ => None,
+    }
+}
+
+fn hex_array<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
+    if hex.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (slot, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        *slot = hex_byte(pair)?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    #[test]
+    fn parses_and_round_trips() {
+        let tp = TraceParent::parse(VALID).expect("valid");
+        assert_eq!(tp.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(tp.span_id_hex(), "b7ad6b7169203331");
+        assert_eq!(tp.flags, 1);
+        assert_eq!(tp.header_value(), VALID);
+    }
+
+    #[test]
+    fn rejects_invalid_values() {
+        let cases = [
+            "",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "0g-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333x-01",
+        ];
+        for case in cases {
+            assert_eq!(TraceParent::parse(case), None, "{case}");
+        }
+    }
+
+    #[test]
+    fn future_versions_parse_their_known_prefix() {
+        let future = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-ever";
+        let tp = TraceParent::parse(future).expect("future version");
+        assert_eq!(tp.header_value(), VALID);
+    }
+
+    #[test]
+    fn propagation_keeps_trace_and_makes_new_span() {
+        let mut ids = IdGenerator::new(42);
+        let incoming = TraceParent::parse(VALID);
+        let ctx = TraceContext::continue_or_start(incoming, TraceOrigin::Header, &mut ids);
+        assert_eq!(
+            ctx.current.trace_id_hex(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_ne!(ctx.current.span_id_hex(), "b7ad6b7169203331");
+        assert_eq!(ctx.parent_span_id.as_deref(), Some("b7ad6b7169203331"));
+        assert_eq!(ctx.origin, TraceOrigin::Header);
+        assert!(TraceParent::parse(&ctx.current.header_value()).is_some());
+    }
+
+    #[test]
+    fn generation_makes_valid_distinct_ids() {
+        let mut ids = IdGenerator::new(7);
+        let a = TraceContext::continue_or_start(None, TraceOrigin::Header, &mut ids);
+        let b = TraceContext::continue_or_start(None, TraceOrigin::Header, &mut ids);
+        assert_eq!(a.origin, TraceOrigin::Generated);
+        assert_eq!(a.parent_span_id, None);
+        assert_ne!(a.current.trace_id, b.current.trace_id);
+        assert_eq!(
+            TraceParent::parse(&a.current.header_value()),
+            Some(a.current)
+        );
+        assert_eq!(ids.hex_id(8).len(), 16);
+        assert_eq!(ids.hex_id(3).len(), 6);
+    }
+}
