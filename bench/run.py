@@ -766,6 +766,11 @@ def parse_collector_bench(text: str) -> dict:
     if m:
         res["ingest"] = {"rounds": int(m.group(1)), "events_per_s_200": int(m.group(2)),
                          "events_per_s_10": int(m.group(3))}
+    m = re.search(r"no spool (\d+) events/s, spool (\d+) events/s \(([\d.]+)x\), spool \+ fsync (\d+) events/s "
+                  r"\(([\d.]+)x\)", text)
+    if m:
+        res["spool"] = {"none": int(m.group(1)), "spool": int(m.group(2)), "spool_ratio": float(m.group(3)),
+                        "fsync": int(m.group(4)), "fsync_ratio": float(m.group(5))}
     m = re.search(r"full pipeline: (.*)", text)
     if m:
         res["pipeline"] = m.group(1)
@@ -859,6 +864,12 @@ def report(results: dict) -> str:
                     f"{i['rounds']}): **{i['events_per_s_200']:,} events/s** with 200-event requests, "
                     f"{i['events_per_s_10']:,} events/s with 10-event requests "
                     f"({fmt_ratio(i['events_per_s_200'] / i['events_per_s_10'])}).", ""]
+        if cb.get("spool"):
+            sp = cb["spool"]
+            out += [f"Spool cost on ingest (200-event requests, database down, median of 5 interleaved rounds): "
+                    f"no spool {sp['none']:,} events/s, spool {sp['spool']:,} events/s "
+                    f"({fmt_ratio(sp['spool_ratio'])}), spool with fsync per request {sp['fsync']:,} events/s "
+                    f"({fmt_ratio(sp['fsync_ratio'])}).", ""]
         if co.get("mariadb"):
             out += [f"Persisted rows/s, ~450-byte `response` events, medians of {results['meta']['args']['rounds']} "
                     f"interleaved rounds. Batched: the host-collector binary's writer draining "

@@ -28,7 +28,8 @@ wait_http() { # url name
 export COLLECTOR_TOKEN=${COLLECTOR_TOKEN:-local-dev-collector-token-change-me}
 DATABASE_URL=${MYSQL_URL:-sqlite://$LOGS/host-collector.db}
 "$BIN/host-collector" --listen 127.0.0.1:9400 --metrics-listen 127.0.0.1:9401 \
-  --database-url "$DATABASE_URL" >"$LOGS/host-collector.log" 2>&1 & pids+=($!)
+  --database-url "$DATABASE_URL" --spool-dir "$LOGS/host-collector-spool" \
+  >"$LOGS/host-collector.log" 2>&1 & pids+=($!)
 wait_http http://127.0.0.1:9400/health host-collector
 
 "$BIN/demo-mcp-server" --listen 127.0.0.1:9500 >"$LOGS/demo-mcp-server.log" 2>&1 & pids+=($!)

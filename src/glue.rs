@@ -109,7 +109,14 @@ struct Root {
     reported: Snapshot,
     /// Per-upstream stat ids and the counts last reported, by instance.
     upstream_stats: BTreeMap<String, ([Option<u32>; 4], UpstreamCounters)>,
+    /// Envoy asked the VM to finish (`on_done`): ship what is left, then `proxy_done`.
+    draining: bool,
 }
+
+/// Bound on batches sent back to back while draining, so a host that fails every dispatch
+/// cannot keep `on_done` looping (each failure drops a batch, so the bound is never reached
+/// in practice).
+const DRAIN_STEPS: usize = 10_000;
 
 fn now() -> SystemTime {
     hostcalls::get_current_time().unwrap_or(UNIX_EPOCH)
@@ -203,6 +210,21 @@ impl Root {
             }
         });
         self.callout = sent.flatten();
+    }
+
+    /// While draining: sends the next batch (dropping, counted, those the host refuses to
+    /// dispatch) until one is in flight or nothing is left; returns whether nothing is left.
+    fn drain_step(&mut self) -> bool {
+        for _ in 0..DRAIN_STEPS {
+            self.flush();
+            if self.callout.is_some() {
+                return false;
+            }
+            if self.with_shipper(|shipper, _| shipper.is_empty()) != Some(false) {
+                return true;
+            }
+        }
+        true
     }
 
     fn snapshot(&self) -> Option<Snapshot> {
@@ -309,9 +331,35 @@ impl Context for Root {
             _ => Answer::Failed,
         };
         self.with_shipper(|shipper, random| shipper.on_answer(now(), answer, random));
+        if self.draining {
+            if self.drain_step() {
+                self.report_stats();
+                // Best effort: a host that does not wait for us has already moved on.
+                let _ = hostcalls::done();
+            }
+            return;
+        }
         // A full batch waiting goes out now, not at the next tick: under load the pipeline
         // runs at callout round-trip speed instead of one batch per tick.
         self.flush();
+    }
+
+    /// Envoy is retiring this VM (shutdown, or a configuration change replacing it). Rather
+    /// than lose the buffered events, send them now and finish with `proxy_done` once the
+    /// last batch is answered. Anything the host will not dispatch is counted as dropped.
+    fn on_done(&mut self) -> bool {
+        self.draining = true;
+        let buffered = self.with_shipper(|shipper, _| {
+            shipper.start_draining();
+            shipper.buffered_events()
+        });
+        log::info!(
+            "mcp-filter: VM retiring, shipping {} buffered events",
+            buffered.unwrap_or(0)
+        );
+        let finished = self.drain_step();
+        self.report_stats();
+        finished
     }
 }
 

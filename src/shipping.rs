@@ -150,6 +150,8 @@ pub struct Shipper {
     retry: Option<InFlight>,
     next_attempt_at: Option<SystemTime>,
     last_flush: Option<SystemTime>,
+    /// The VM is being retired: send everything now, no waiting, no retries.
+    draining: bool,
     pub drops: Drops,
     /// Events handed to the shipper (= highest seq emitted while shipping was on).
     pub emitted: u64,
@@ -174,6 +176,7 @@ impl Shipper {
             retry: None,
             next_attempt_at: None,
             last_flush: None,
+            draining: false,
             drops: Drops::default(),
             emitted: 0,
             shipped: 0,
@@ -202,6 +205,20 @@ impl Shipper {
 
     pub fn in_flight(&self) -> bool {
         self.in_flight.is_some()
+    }
+
+    /// The host is retiring the VM: from now on every buffered event is due at once,
+    /// regardless of batch thresholds, flush interval and backoff, and a failed batch is
+    /// dropped (counted as `callout_failed`) instead of waiting for a retry the VM will
+    /// not live to make.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+        self.next_attempt_at = None;
+    }
+
+    /// Nothing buffered, waiting for a retry or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.buffered_events() == 0
     }
 
     /// Takes one event line; drops the oldest queued ones if the buffer is over its bound.
@@ -243,6 +260,9 @@ impl Shipper {
     fn due(&self, now: SystemTime) -> bool {
         if self.in_flight.is_some() {
             return false;
+        }
+        if self.draining {
+            return self.retry.is_some() || !self.queue.is_empty();
         }
         if self.next_attempt_at.is_some_and(|at| now < at) {
             return false;
@@ -365,7 +385,9 @@ impl Shipper {
     }
 
     fn failed(&mut self, flight: InFlight, now: SystemTime, random: u64) {
-        if self.config.max_attempts > 0 && flight.attempts >= self.config.max_attempts {
+        let out_of_attempts =
+            self.config.max_attempts > 0 && flight.attempts >= self.config.max_attempts;
+        if self.draining || out_of_attempts {
             self.drops.callout_failed += flight.lines.len() as u64;
             self.next_attempt_at = None;
             return;
@@ -449,6 +471,44 @@ mod tests {
         s.push(event(4));
         assert_eq!(s.poll(at(500)), None);
         assert_eq!(s.poll(at(1020)).expect("age threshold").events, 1);
+    }
+
+    #[test]
+    fn draining_sends_everything_at_once_and_never_waits_for_a_retry() {
+        let mut s = Shipper::new(config(), "src".into());
+        s.last_flush = Some(at(0));
+        for i in 1..=4 {
+            s.push(event(i));
+        }
+        let first = s.poll(at(1)).expect("count threshold");
+        assert_eq!(first.events, 3);
+        s.on_answer(at(2), Answer::Failed, 0);
+        assert_eq!(s.poll(at(3)), None, "backing off before draining");
+        s.start_draining();
+        let retried = s.poll(at(3)).expect("the failed batch goes out at once");
+        assert_eq!(retried.events, 3);
+        s.on_answer(at(4), Answer::Failed, 0);
+        assert_eq!(
+            s.drops.callout_failed, 3,
+            "no retry while draining: counted"
+        );
+        let rest = s
+            .poll(at(4))
+            .expect("the partial batch, below every threshold");
+        assert_eq!(rest.events, 1);
+        assert!(!s.is_empty(), "in flight");
+        s.on_answer(
+            at(5),
+            Answer::Status(200, br#"{"accepted":1,"rejected":[]}"#),
+            0,
+        );
+        assert!(s.is_empty());
+        assert_eq!(s.poll(at(6)), None, "nothing left");
+        assert_eq!(
+            (s.shipped, s.drops.total()),
+            (1, 3),
+            "every event accounted for"
+        );
     }
 
     #[test]

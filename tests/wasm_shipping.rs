@@ -63,6 +63,21 @@ fn accept(vm: &mut Vm, call: &HttpCall) {
     .expect("response delivered");
 }
 
+/// A shipping VM (batches of `max_batch_events`, no age flush) after `n` exchanges.
+fn after_exchanges(world: &World, max_batch_events: usize, n: usize) -> Vm {
+    let mut vm = load(
+        world,
+        &config(&format!(
+            r#"{{"token":"x","max_batch_events":{max_batch_events},"flush_interval_ms":60000}}"#
+        )),
+    );
+    vm.tick().expect("the flush clock starts");
+    for _ in 0..n {
+        exchange(&mut vm);
+    }
+    vm
+}
+
 #[test]
 fn batches_by_count_with_callout_shape_and_stats() {
     let world = World::new();
@@ -119,14 +134,7 @@ fn batches_by_count_with_callout_shape_and_stats() {
 #[test]
 fn a_full_backlog_ships_back_to_back_without_waiting_for_ticks() {
     let world = World::new();
-    let mut vm = load(
-        &world,
-        &config(r#"{"token":"x","max_batch_events":2,"flush_interval_ms":60000}"#),
-    );
-    vm.tick().expect("the flush clock starts");
-    for _ in 0..3 {
-        exchange(&mut vm); // 6 events: three full batches
-    }
+    let mut vm = after_exchanges(&world, 2, 3); // 6 events: three full batches
     vm.tick().expect("tick");
     let mut shipped = Vec::new();
     for _ in 0..3 {
@@ -325,4 +333,73 @@ fn collector_config_errors_name_the_field() {
             "{e:#}"
         ),
     }
+}
+
+#[test]
+fn a_retired_vm_ships_its_buffer_before_reporting_done() {
+    let world = World::new();
+    let mut vm = after_exchanges(&world, 3, 4); // 8 events
+    vm.tick()
+        .expect("tick: one full batch goes out, five events stay buffered");
+    let full = only_call(&vm);
+    assert_eq!(events_of(&batch_lines(&full)).len(), 3);
+
+    assert!(
+        !vm.retire().expect("on_done"),
+        "a batch is in flight: the VM asks Envoy to wait"
+    );
+    accept(&mut vm, &full);
+    let second = only_call(&vm);
+    accept(&mut vm, &second);
+    let last = only_call(&vm);
+    let seqs: Vec<u64> = events_of(&batch_lines(&last))
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        seqs,
+        [7, 8],
+        "the partial batch goes out without waiting for its interval"
+    );
+    assert_eq!(vm.done_calls(), 0, "not done while a batch is in flight");
+    accept(&mut vm, &last);
+    assert_eq!(vm.done_calls(), 1, "proxy_done once everything is answered");
+    assert!(vm.pending_http_calls().is_empty());
+    assert!(!vm.trapped());
+}
+
+#[test]
+fn a_retired_vm_drops_and_counts_what_the_collector_will_not_take() {
+    let world = World::new();
+    let mut vm = load(
+        &world,
+        &config(r#"{"token":"x","flush_interval_ms":60000}"#),
+    );
+    vm.tick().expect("the flush clock starts");
+    exchange(&mut vm);
+    assert!(vm.pending_http_calls().is_empty(), "below every threshold");
+    assert!(
+        !vm.retire().expect("on_done"),
+        "the buffer goes out at once"
+    );
+    let call = only_call(&vm);
+    assert_eq!(events_of(&batch_lines(&call)).len(), 2);
+    vm.http_call_failure(call.token).expect("failure delivered");
+    assert!(
+        vm.pending_http_calls().is_empty(),
+        "no retry for a retired VM"
+    );
+    assert_eq!(vm.done_calls(), 1);
+    assert_eq!(
+        world.counter("mcp_filter_events_dropped_callout_failed"),
+        Some(2),
+        "reported before proxy_done, without another tick"
+    );
+
+    let mut idle = load(&world, &config(r#"{"token":"x"}"#));
+    assert!(
+        idle.retire().expect("on_done"),
+        "nothing buffered: done at once"
+    );
+    assert_eq!(idle.done_calls(), 0);
 }

@@ -20,6 +20,7 @@ use crate::metrics::{LiveState, Metrics};
 use crate::overload::Limiter;
 use crate::queue::{Queue, Snapshot};
 use crate::red::RedMetrics;
+use crate::spool::{Spool, SpoolConfig};
 use crate::store::{self, Store, StoreOptions};
 use crate::writer::{DrainReport, Writer, WriterConfig};
 
@@ -27,6 +28,8 @@ use crate::writer::{DrainReport, Writer, WriterConfig};
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 /// Bound on schema preparation at startup; if it fails the writer retries on first use.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often settled spool segments are looked for and deleted.
+const SPOOL_RELEASE_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -52,6 +55,82 @@ pub struct Running {
     metrics_server: JoinHandle<()>,
     writer: JoinHandle<DrainReport>,
     background: Vec<JoinHandle<()>>,
+    spool: Option<SpoolReleaser>,
+}
+
+/// The task that deletes spool segments as their events settle. It is stopped before the
+/// shutdown drain, whose drops must stay in the spool for the next start.
+struct SpoolReleaser {
+    spool: Arc<Spool>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl SpoolReleaser {
+    fn start(spool: Arc<Spool>, queue: Arc<Queue<Row>>) -> Self {
+        let (stop, mut stop_rx) = watch::channel(false);
+        let task_spool = spool.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                task_spool.release_below(queue.low_watermark());
+                tokio::select! {
+                    _ = tokio::time::sleep(SPOOL_RELEASE_INTERVAL) => {}
+                    _ = stop_rx.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        SpoolReleaser { spool, stop, task }
+    }
+
+    async fn stop(self) -> Arc<Spool> {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        self.spool
+    }
+}
+
+fn open_spool(
+    config: &Config,
+) -> Result<Option<(Arc<Spool>, crate::spool::Recovered)>, StartError> {
+    let Some(dir) = &config.spool_dir else {
+        return Ok(None);
+    };
+    let (spool, recovered) = Spool::open(SpoolConfig {
+        dir: dir.clone(),
+        segment_bytes: config.spool_segment_bytes as u64,
+        fsync: config.spool_fsync,
+    })
+    .map_err(|e| StartError(format!("cannot open the spool: {e}")))?;
+    Ok(Some((Arc::new(spool), recovered)))
+}
+
+/// Queues what an earlier run acknowledged and may not have written, then deletes its files.
+fn replay_spool(
+    spool: &Spool,
+    recovered: crate::spool::Recovered,
+    ingestor: &Ingestor,
+    metrics: &Metrics,
+) -> Result<(), StartError> {
+    let found = recovered.rows.len();
+    let torn = recovered.torn_lines;
+    let mut recovered = recovered;
+    let rows = std::mem::take(&mut recovered.rows);
+    let queued = ingestor
+        .replay(rows)
+        .map_err(|e| StartError(format!("cannot re-spool recovered events: {}", e.0)))?;
+    spool.forget_recovered(recovered);
+    metrics.spool_replayed.inc_by(queued as u64);
+    metrics.spool_torn_lines.inc_by(torn);
+    if found > 0 || torn > 0 {
+        tracing::info!(
+            ev = "spool",
+            msg = "replayed events acknowledged by an earlier run",
+            found,
+            queued,
+            torn_lines = torn
+        );
+    }
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
@@ -91,6 +170,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     )
     .map_err(|e| StartError(e.to_string()))?;
     prepare_schema(store.as_ref()).await;
+    let spool = open_spool(config)?;
 
     let metrics = Arc::new(Metrics::default());
     let queue = Arc::new(Queue::<Row>::new(config.queue_budget));
@@ -106,25 +186,34 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.max_instance_labels as usize,
         config.max_tool_labels as usize,
     ));
-    let ingestor = Arc::new(
-        Ingestor::new(
-            queue.clone(),
-            metrics.clone(),
-            &IngestLimits {
-                dedupe_window: config.dedupe_window,
-                dedupe_max_sources: config.max_sources as usize,
-                status_max_sources: config.max_sources as usize,
-                status_max_reasons: config.max_drop_reasons as usize,
-            },
-        )
-        .with_observer(accounting.clone())
-        .with_observer(red.clone()),
-    );
+    let mut ingestor = Ingestor::new(
+        queue.clone(),
+        metrics.clone(),
+        &IngestLimits {
+            dedupe_window: config.dedupe_window,
+            dedupe_max_sources: config.max_sources as usize,
+            status_max_sources: config.max_sources as usize,
+            status_max_reasons: config.max_drop_reasons as usize,
+        },
+    )
+    .with_observer(accounting.clone())
+    .with_observer(red.clone());
+    let spool_releaser = match spool {
+        Some((spool, recovered)) => {
+            ingestor = ingestor.with_spool(spool.clone());
+            replay_spool(&spool, recovered, &ingestor, &metrics)?;
+            Some(SpoolReleaser::start(spool, queue.clone()))
+        }
+        None => None,
+    };
+    let spool = spool_releaser.as_ref().map(|r| r.spool.clone());
+    let ingestor = Arc::new(ingestor);
     let db_health = Arc::new(DbHealth::default());
     let health = Arc::new(Health {
         db: db_health.clone(),
         queue: queue.clone(),
         limiter: limiter.clone(),
+        spool: spool.clone(),
         config: HealthConfig {
             queue_threshold: config.health_queue_threshold,
             overload_after: config.max_concurrent_requests_health_wait_time,
@@ -135,6 +224,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         status: ingestor.status_tracker(),
         limiter: limiter.clone(),
         metrics: metrics.clone(),
+        spool,
     });
     red.register(&mut registry);
     registry.register_collector(Box::new(AccountingCollector(accounting.clone())));
@@ -225,7 +315,25 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         metrics_server,
         writer,
         background,
+        spool: spool_releaser,
     })
+}
+
+/// After the drain: an empty spool when everything was written; otherwise everything since
+/// the releaser stopped stays, and the next start replays it (what was written already is
+/// absorbed by the store's unique key).
+fn settle_spool(spool: &Spool, queue: &Queue<Row>) {
+    let unwritten = queue.snapshot().counters.dropped_shutdown;
+    if unwritten == 0 {
+        spool.release_below(queue.next_ordinal());
+        return;
+    }
+    tracing::warn!(
+        ev = "spool",
+        msg = "events not written at shutdown stay in the spool for the next start",
+        unwritten,
+        spool_bytes = spool.snapshot().bytes
+    );
 }
 
 async fn prepare_schema(store: &dyn Store) {
@@ -260,12 +368,19 @@ impl Running {
             );
             server.abort();
         }
+        let spool = match self.spool {
+            Some(releaser) => Some(releaser.stop().await),
+            None => None,
+        };
         self.queue.close();
         let _ = self.writer_stop.send(true);
         let report = self.writer.await.unwrap_or_else(|e| {
             tracing::error!(ev = "shutdown", msg = "writer task failed", error = %e);
             DrainReport::default()
         });
+        if let Some(spool) = spool {
+            settle_spool(&spool, &self.queue);
+        }
         let _ = self.tasks_stop.send(true);
         for task in self.background {
             let _ = task.await;

@@ -2,6 +2,7 @@
 //! and the redacted list of effective settings logged at startup.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -60,6 +61,21 @@ pub struct Config {
     /// Memory budget of the queue (event bytes plus a fixed per-entry overhead).
     #[arg(long, env = "COLLECTOR_QUEUE_BUDGET", default_value = "200MiB", value_parser = parse_bytes)]
     pub queue_budget: usize,
+
+    /// Directory of the on-disk spool: accepted events are appended there before the reply,
+    /// so a collector killed before writing them replays them at its next start. Off when
+    /// unset (a crash then loses what was acknowledged but not yet written).
+    #[arg(long, env = "COLLECTOR_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Size at which a spool segment file is sealed and a new one started.
+    #[arg(long, env = "COLLECTOR_SPOOL_SEGMENT_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
+    pub spool_segment_bytes: usize,
+
+    /// fdatasync the spool on every ingest request: survives power loss, costs a disk flush
+    /// per request. Without it the spool survives the process dying, not the machine.
+    #[arg(long, env = "COLLECTOR_SPOOL_FSYNC")]
+    pub spool_fsync: bool,
 
     /// Most rows per write transaction.
     #[arg(long, env = "COLLECTOR_BATCH_MAX_ROWS", default_value_t = 1000,
@@ -191,6 +207,14 @@ impl Config {
             ("insecure_no_auth", self.insecure_no_auth.to_string()),
             ("max_body_bytes", self.max_body_bytes.to_string()),
             ("queue_budget", self.queue_budget.to_string()),
+            (
+                "spool_dir",
+                self.spool_dir
+                    .as_ref()
+                    .map_or_else(|| "off".into(), |d| d.display().to_string()),
+            ),
+            ("spool_segment_bytes", self.spool_segment_bytes.to_string()),
+            ("spool_fsync", self.spool_fsync.to_string()),
             ("batch_max_rows", self.batch_max_rows.to_string()),
             ("batch_max_bytes", self.batch_max_bytes.to_string()),
             ("retry_initial_backoff", d(self.retry_initial_backoff)),

@@ -1,6 +1,7 @@
 //! The validated event row: the one shape shared by ingest, queue, writer and store.
 
 use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
 
 /// Fixed per-entry cost added to an event's serialized size when charging the queue budget.
 /// It stands for the row struct, its heap allocations' headers and the queue slot, so that
@@ -8,7 +9,8 @@ use chrono::NaiveDateTime;
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Row>() + 160;
 
 /// Severity as stored in the `level` column (MCPCAN's integer levels).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Level {
     Debug = 0,
     Info = 1,
@@ -44,7 +46,8 @@ impl Level {
 }
 
 /// One event ready to be written: column values plus the whole event as JSON text.
-#[derive(Debug, Clone, PartialEq)]
+/// Serde is for the spool's on-disk records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub trace_id: Option<String>,
     pub span_id: Option<String>,

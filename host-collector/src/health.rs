@@ -11,6 +11,7 @@ use crate::event::Row;
 use crate::metrics::Metrics;
 use crate::overload::Limiter;
 use crate::queue::Queue;
+use crate::spool::Spool;
 use crate::store::Store;
 
 /// Latest database outcomes, from the pinger and from the writer.
@@ -59,6 +60,7 @@ pub struct Health {
     pub db: Arc<DbHealth>,
     pub queue: Arc<Queue<Row>>,
     pub limiter: Arc<Limiter>,
+    pub spool: Option<Arc<Spool>>,
     pub config: HealthConfig,
 }
 
@@ -69,6 +71,7 @@ impl Health {
             ("database", self.database_check()),
             ("queue", self.queue_check()),
             ("overload", self.overload_check()),
+            ("spool", self.spool_check()),
         ];
         let healthy = checks.iter().all(|(_, (ok, _))| *ok);
         let body: serde_json::Map<String, Value> = checks
@@ -107,6 +110,24 @@ impl Health {
                 "threshold": self.config.queue_threshold,
                 "entries": snap.held(),
                 "oldest_age_seconds": snap.oldest_age.map_or(0.0, |d| d.as_secs_f64()),
+            }),
+        )
+    }
+
+    fn spool_check(&self) -> (bool, Value) {
+        let Some(spool) = &self.spool else {
+            return (true, json!({ "ok": true, "enabled": false }));
+        };
+        let snap = spool.snapshot();
+        let ok = !snap.failing;
+        (
+            ok,
+            json!({
+                "ok": ok,
+                "enabled": true,
+                "bytes": snap.bytes,
+                "segments": snap.segments,
+                "write_errors": snap.write_errors,
             }),
         )
     }

@@ -1,9 +1,9 @@
 //! host-collector: the filter's companion service. Layers, top to bottom:
-//! `http` (auth, limits, routes) -> `ingest` (parse, dedupe, status) -> `queue` (byte budget)
-//! -> `writer` (ordered batches, retry) -> `store` (MySQL/MariaDB or SQLite); beside them
-//! `config`, `logging`, `metrics`, `health`, `overload`, `query` and `retention`, and the ingest
-//! observers `accounting` (per-source loss) and `red` (MCP operation metrics); `app` wires
-//! them up.
+//! `http` (auth, limits, routes) -> `ingest` (parse, dedupe, status) -> `queue` (byte budget;
+//! beside it the optional on-disk `spool` of acknowledged events) -> `writer` (ordered
+//! batches, retry) -> `store` (MySQL/MariaDB or SQLite); beside them `config`, `logging`,
+//! `metrics`, `health`, `overload`, `query` and `retention`, and the ingest observers
+//! `accounting` (per-source loss) and `red` (MCP operation metrics); `app` wires them up.
 
 pub mod accounting;
 pub mod app;
@@ -19,5 +19,6 @@ pub mod query;
 pub mod queue;
 pub mod red;
 pub mod retention;
+pub mod spool;
 pub mod store;
 pub mod writer;

@@ -19,6 +19,7 @@ use crate::ingest::status::StatusTracker;
 use crate::ingest::IngestReport;
 use crate::overload::Limiter;
 use crate::queue::{PushOutcome, Queue};
+use crate::spool::Spool;
 
 pub(crate) type Labels = Vec<(&'static str, String)>;
 
@@ -35,6 +36,8 @@ pub struct Metrics {
     pub http_requests: Family<Labels, Counter>,
     pub overload_rejections: Counter,
     pub retention_deleted: Counter,
+    pub spool_replayed: Counter,
+    pub spool_torn_lines: Counter,
 }
 
 impl Default for Metrics {
@@ -52,6 +55,8 @@ impl Default for Metrics {
             http_requests: Family::default(),
             overload_rejections: Counter::default(),
             retention_deleted: Counter::default(),
+            spool_replayed: Counter::default(),
+            spool_torn_lines: Counter::default(),
         }
     }
 }
@@ -83,7 +88,7 @@ impl Metrics {
     /// Builds the registry served on `/metrics`.
     pub fn registry(self: &Arc<Self>, live: LiveState) -> Registry {
         let mut r = Registry::default();
-        let counters: [(&str, &str, &Counter); 8] = [
+        let counters: [(&str, &str, &Counter); 10] = [
             (
                 "collector_events_received",
                 "Event lines received (valid or not, duplicates included).",
@@ -124,6 +129,16 @@ impl Metrics {
                 "Rows deleted by the retention task.",
                 &self.retention_deleted,
             ),
+            (
+                "collector_spool_replayed_events",
+                "Events read back from the spool at start (acknowledged by an earlier run).",
+                &self.spool_replayed,
+            ),
+            (
+                "collector_spool_torn_lines",
+                "Spool lines unreadable at start (a write cut short when the process died).",
+                &self.spool_torn_lines,
+            ),
         ];
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
@@ -160,6 +175,7 @@ pub struct LiveState {
     pub status: Arc<Mutex<StatusTracker>>,
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
+    pub spool: Option<Arc<Spool>>,
 }
 
 impl fmt::Debug for LiveState {
@@ -197,7 +213,8 @@ fn encode_one(
 impl Collector for LiveState {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let snap = self.queue.snapshot();
-        let gauges: [(&str, &str, f64); 5] = [
+        let spool = self.spool.as_ref().map(|s| s.snapshot());
+        let mut gauges: Vec<(&str, &str, f64)> = vec![
             (
                 "collector_queue_bytes",
                 "Bytes charged to the queue budget (waiting and in flight).",
@@ -224,6 +241,20 @@ impl Collector for LiveState {
                 self.limiter.in_use() as f64,
             ),
         ];
+        if let Some(spool) = &spool {
+            gauges.extend([
+                (
+                    "collector_spool_bytes",
+                    "Bytes in spool segment files (events not yet settled, plus segment slack).",
+                    spool.bytes as f64,
+                ),
+                (
+                    "collector_spool_segments",
+                    "Spool segment files.",
+                    spool.segments as f64,
+                ),
+            ]);
+        }
         for (name, help, value) in gauges {
             encode_one(
                 &mut encoder,
@@ -231,6 +262,15 @@ impl Collector for LiveState {
                 help,
                 MetricType::Gauge,
                 &ConstGauge::new(value),
+            )?;
+        }
+        if let Some(spool) = &spool {
+            encode_one(
+                &mut encoder,
+                "collector_spool_write_errors",
+                "Failed spool appends (each refused an ingest request with 503).",
+                MetricType::Counter,
+                &ConstCounter::new(spool.write_errors),
             )?;
         }
         encode_one(

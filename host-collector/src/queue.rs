@@ -5,8 +5,12 @@
 //! needed) or drops it, and returns at once. The writer takes the front as a batch; the batch
 //! stays charged to the budget while in flight and, if the write fails, goes back to the front
 //! so order is kept.
+//!
+//! Every item received gets an ordinal (its position in arrival order, dropped items
+//! included). The low watermark, the smallest ordinal still held, tells the spool which of
+//! its records are settled (persisted or dropped and counted).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -64,6 +68,7 @@ pub struct PushOutcome {
 
 struct Entry<T> {
     item: T,
+    ordinal: u64,
     bytes: usize,
     enqueued: Instant,
 }
@@ -97,6 +102,8 @@ struct Inner<T> {
     queued_bytes: usize,
     in_flight: usize,
     in_flight_bytes: usize,
+    /// First ordinal of each batch in flight (the writer takes one at a time).
+    in_flight_firsts: BTreeSet<u64>,
     counters: Counters,
     closed: bool,
 }
@@ -115,6 +122,7 @@ impl<T: Weighted> Queue<T> {
                 queued_bytes: 0,
                 in_flight: 0,
                 in_flight_bytes: 0,
+                in_flight_firsts: BTreeSet::new(),
                 counters: Counters::default(),
                 closed: false,
             }),
@@ -140,6 +148,7 @@ impl<T: Weighted> Queue<T> {
         {
             let mut inner = self.lock();
             for item in items {
+                let ordinal = inner.counters.received;
                 inner.counters.received += 1;
                 if inner.closed {
                     inner.counters.dropped_shutdown += 1;
@@ -157,6 +166,7 @@ impl<T: Weighted> Queue<T> {
                 inner.queued_bytes += bytes;
                 inner.entries.push_back(Entry {
                     item,
+                    ordinal,
                     bytes,
                     enqueued: now,
                 });
@@ -200,6 +210,9 @@ impl<T: Weighted> Queue<T> {
         }
         inner.in_flight += batch.entries.len();
         inner.in_flight_bytes += batch.bytes;
+        if let Some(first) = batch.entries.first() {
+            inner.in_flight_firsts.insert(first.ordinal);
+        }
         Some(batch)
     }
 
@@ -255,6 +268,24 @@ impl<T: Weighted> Queue<T> {
         n
     }
 
+    /// The ordinal the next pushed item will get.
+    pub fn next_ordinal(&self) -> u64 {
+        self.lock().counters.received
+    }
+
+    /// The smallest ordinal still held (waiting or in flight); `next_ordinal` when empty.
+    /// Everything below it has been persisted or dropped.
+    pub fn low_watermark(&self) -> u64 {
+        let inner = self.lock();
+        let waiting = inner.entries.front().map(|e| e.ordinal);
+        let in_flight = inner.in_flight_firsts.first().copied();
+        [waiting, in_flight]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(inner.counters.received)
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.lock();
         Snapshot {
@@ -286,6 +317,9 @@ impl<T> Inner<T> {
     fn release(&mut self, batch: &Batch<T>) {
         self.in_flight -= batch.entries.len();
         self.in_flight_bytes -= batch.bytes;
+        if let Some(first) = batch.entries.first() {
+            self.in_flight_firsts.remove(&first.ordinal);
+        }
     }
 }
 
@@ -315,6 +349,31 @@ mod tests {
         q.close();
         assert_eq!(q.push(Item(1)).dropped_shutdown, 1);
         assert_eq!(q.snapshot().counters.dropped_shutdown, 1);
+    }
+
+    #[test]
+    fn low_watermark_follows_the_oldest_held_item() {
+        let q = Queue::new(10);
+        assert_eq!(q.low_watermark(), 0, "empty: nothing held");
+        q.push_many([Item(3), Item(3), Item(3)]);
+        assert_eq!((q.low_watermark(), q.next_ordinal()), (0, 3));
+        let batch = q.try_take(2, 100).unwrap();
+        assert_eq!(
+            q.low_watermark(),
+            0,
+            "the in-flight batch still holds ordinal 0"
+        );
+        q.restore(batch);
+        assert_eq!(q.low_watermark(), 0);
+        let batch = q.try_take(2, 100).unwrap();
+        q.complete(batch);
+        assert_eq!(q.low_watermark(), 2, "ordinals 0 and 1 persisted");
+        q.push_many([Item(5), Item(5)]); // the second evicts ordinal 2 to fit
+        assert_eq!(q.snapshot().counters.dropped_queue_full, 1);
+        assert_eq!(q.low_watermark(), 3, "dropped items are settled too");
+        let batch = q.try_take(10, 100).unwrap();
+        q.complete(batch);
+        assert_eq!((q.low_watermark(), q.next_ordinal()), (5, 5));
     }
 
     #[tokio::test]

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -245,60 +243,15 @@ async fn concurrency_cap_answers_503_and_health_follows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_drains_and_exits_zero_on_sigterm() {
     let db = TempSqlite::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_host-collector"))
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .args(["--database-url", &db.url()])
-        .env("COLLECTOR_TOKEN", TOKEN)
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn host-collector");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), rx.recv())
-            .await
-            .expect("startup log in time")
-            .expect("process alive");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        log.push(line.clone());
-        if v["ev"] == "start" {
-            break v["addr"]
-                .as_str()
-                .expect("addr")
-                .parse()
-                .expect("socket addr");
-        }
-    };
-    assert!(!log.iter().any(|l| l.contains(TOKEN)), "token never logged");
-    assert!(log
-        .iter()
-        .any(|l| l.contains("\"setting\":\"queue_budget\"")));
+    let mut collector = CollectorProcess::start(&["--database-url", &db.url()]).await;
+    collector.wait_for_log("\"setting\":\"queue_budget\"").await;
     assert_eq!(
-        post(addr, events("vm-a", 1..=20)).await.json()["accepted"],
+        post(collector.addr, events("vm-a", 1..=20)).await.json()["accepted"],
         20
     );
-
-    let pid = child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0));
-    while let Ok(line) = rx.try_recv() {
-        log.push(line);
-    }
+    let (code, log) = collector.signal_and_wait("TERM").await;
+    assert_eq!(code, Some(0));
+    assert!(!log.iter().any(|l| l.contains(TOKEN)), "token never logged");
     let stopped = log
         .iter()
         .find(|l| l.contains("\"msg\":\"stopped\""))

@@ -273,6 +273,9 @@ impl Collector {
             ])
             .args(["--database-url", &self.database_url])
             .args(["--token", COLLECTOR_TOKEN])
+            // As in production: what the collector acknowledged survives its being killed.
+            .arg("--spool-dir")
+            .arg(dir.path.join("collector-spool"))
             .args([
                 "--retry-initial-backoff",
                 "50ms",

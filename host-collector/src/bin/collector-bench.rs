@@ -8,6 +8,8 @@
 //! 2. Ingest: events/s over HTTP NDJSON on loopback into the real binary (MariaDB store),
 //!    with 200-event and 10-event requests interleaved.
 //! 3. Memory: RSS of the binary flooded with 4x its queue budget while its database is down.
+//! 4. Spool: ingest events/s without a spool, with one, and with one fsynced per request,
+//!    rounds interleaved (database down, so only the ingest path is measured).
 //!
 //! Needs MariaDB at 127.0.0.1:3306 (root, no password); uses and drops its own database.
 
@@ -292,6 +294,59 @@ async fn bench_ingest(db_url: &str) -> Result<(), Error> {
     Ok(())
 }
 
+async fn bench_spool() -> Result<(), Error> {
+    let dir = std::env::temp_dir().join(format!("hc-bench-spool-{}", std::process::id()));
+    let spool = dir.join("spool");
+    let fsynced = dir.join("spool-fsync");
+    let (spool, fsynced) = (spool.to_string_lossy(), fsynced.to_string_lossy());
+    let down = "mysql://root@127.0.0.1:1/down";
+    let variants = [
+        // A short drain: at the end nothing can be written anyway.
+        (
+            "no spool",
+            Collector::spawn(down, &["--drain-timeout", "1s"]).await?,
+        ),
+        (
+            "spool",
+            Collector::spawn(down, &["--drain-timeout", "1s", "--spool-dir", &spool]).await?,
+        ),
+        (
+            "spool + fsync",
+            Collector::spawn(
+                down,
+                &[
+                    "--drain-timeout",
+                    "1s",
+                    "--spool-dir",
+                    &fsynced,
+                    "--spool-fsync",
+                ],
+            )
+            .await?,
+        ),
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for round in 0..ROUNDS {
+        for (i, (_, collector)) in variants.iter().enumerate() {
+            rates[i].push(flood(collector.addr, &format!("spool{round}"), 4, 100, 200).await?);
+        }
+    }
+    let medians: Vec<f64> = rates.into_iter().map(median).collect();
+    for (_, collector) in variants {
+        collector.stop()?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "spool, ingest over HTTP NDJSON, 200-event requests, database down (median of {ROUNDS}): no spool {:.0} events/s, spool {:.0} events/s ({:.2}x), spool + fsync {:.0} events/s ({:.2}x)",
+        medians[0],
+        medians[1],
+        medians[1] / medians[0],
+        medians[2],
+        medians[2] / medians[0]
+    );
+    Ok(())
+}
+
 async fn bench_memory() -> Result<(), Error> {
     let budget_mib = 64u64;
     // Port 1 on loopback refuses connections: the database is down for the whole run.
@@ -346,6 +401,8 @@ async fn main() -> Result<(), Error> {
         bench_writer(&db_url).await?;
         println!("== ingest ==");
         bench_ingest(&db_url).await?;
+        println!("== spool cost on ingest ==");
+        bench_spool().await?;
         println!("== memory under flood, database down ==");
         bench_memory().await
     }

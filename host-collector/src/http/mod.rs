@@ -159,8 +159,13 @@ async fn ingest_authorized(
     }
     let body = read_body(body, state.max_body_bytes).await?;
     let received_at = chrono::Utc::now().naive_utc().trunc_subsecs(6);
-    let report = state.ingestor.ingest(&body, received_at);
-    Ok(Json(report).into_response())
+    match state.ingestor.ingest(&body, received_at) {
+        Ok(report) => Ok(Json(report).into_response()),
+        // The detail (a path, an OS error) goes to the log, not to the sender.
+        Err(_) => Err(retry_later(
+            "events could not be spooled; nothing was kept, retry",
+        )),
+    }
 }
 
 async fn query(

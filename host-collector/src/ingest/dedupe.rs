@@ -40,6 +40,13 @@ impl Window {
         self.bits[word] & mask != 0
     }
 
+    fn clear(&mut self, seq: u64) {
+        if seq <= self.top && self.top - seq < self.size() {
+            let (word, mask) = self.slot(seq);
+            self.bits[word] &= !mask;
+        }
+    }
+
     /// True when `seq` was not seen before (or is too old to tell).
     fn check_and_set(&mut self, seq: u64) -> bool {
         if seq > self.top {
@@ -99,6 +106,14 @@ impl Dedupe {
         true
     }
 
+    /// Undoes `check` for an event that was not kept after all (the spool refused it), so
+    /// the sender's retry is not taken for a duplicate.
+    pub fn forget(&mut self, source: &str, seq: u64) {
+        if let Some(w) = self.sources.get_mut(source) {
+            w.clear(seq);
+        }
+    }
+
     fn evict_least_recent(&mut self) {
         let oldest = self
             .sources
@@ -139,6 +154,16 @@ mod tests {
         assert!(d.check("a", 1), "too old to tell: the store decides");
         assert!(d.check("a", 60), "slot reused by a newer number is clear");
         assert!(!d.check("a", 60));
+    }
+
+    #[test]
+    fn a_forgotten_event_is_new_again() {
+        let mut d = Dedupe::new(64, 10);
+        assert!(d.check("a", 7));
+        assert!(d.check("a", 8));
+        d.forget("a", 7);
+        assert!(d.check("a", 7), "forgotten");
+        assert!(!d.check("a", 8), "others still remembered");
     }
 
     #[test]

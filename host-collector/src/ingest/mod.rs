@@ -1,5 +1,6 @@
 //! Ingest: turns one authenticated NDJSON body into queued rows and a partial-success report.
 //! Owns dedupe, status-record accounting and the observer hook; knows nothing of HTTP or SQL.
+//! With a spool, accepted events are on disk before the report (the acknowledgement) exists.
 
 pub mod dedupe;
 pub mod status;
@@ -13,12 +14,14 @@ use serde::Serialize;
 use crate::event::Row;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::spool::Spool;
 use dedupe::Dedupe;
 use status::StatusTracker;
 use wire::{Line, ResponseFields, StatusRecord};
 
 /// Hook for per-event accounting (per-source loss accounting, RED metrics by
-/// instance/method/tool). Called outside any ingest lock, once per parsed line.
+/// instance/method/tool). Called once per parsed event, under the admission lock (so it
+/// must not call back into ingest), and only for bodies that were kept.
 pub trait IngestObserver: Send + Sync {
     fn on_event(&self, _event: &IngestedEvent, _outcome: EventOutcome) {}
     fn on_status(&self, _status: &StatusRecord) {}
@@ -59,9 +62,18 @@ pub struct IngestLimits {
     pub status_max_reasons: usize,
 }
 
+/// The spool could not record the events: nothing of the body was kept, the sender must
+/// retry (the HTTP layer answers 503).
+#[derive(Debug)]
+pub struct SpoolUnavailable(pub String);
+
 pub struct Ingestor {
     queue: Arc<Queue<Row>>,
     metrics: Arc<Metrics>,
+    spool: Option<Arc<Spool>>,
+    /// Held from dedupe to queue push, so spool ordinals match the queue's and a refused
+    /// body's dedupe marks are undone before anyone else looks.
+    admit: Mutex<()>,
     dedupe: Mutex<Dedupe>,
     status: Arc<Mutex<StatusTracker>>,
     observers: Vec<Arc<dyn IngestObserver>>,
@@ -72,6 +84,8 @@ impl Ingestor {
         Ingestor {
             queue,
             metrics,
+            spool: None,
+            admit: Mutex::new(()),
             dedupe: Mutex::new(Dedupe::new(limits.dedupe_window, limits.dedupe_max_sources)),
             status: Arc::new(Mutex::new(StatusTracker::new(
                 limits.status_max_sources,
@@ -79,6 +93,11 @@ impl Ingestor {
             ))),
             observers: Vec::new(),
         }
+    }
+
+    pub fn with_spool(mut self, spool: Arc<Spool>) -> Self {
+        self.spool = Some(spool);
+        self
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn IngestObserver>) -> Self {
@@ -91,7 +110,11 @@ impl Ingestor {
         self.status.clone()
     }
 
-    pub fn ingest(&self, body: &[u8], received_at: NaiveDateTime) -> IngestReport {
+    pub fn ingest(
+        &self,
+        body: &[u8],
+        received_at: NaiveDateTime,
+    ) -> Result<IngestReport, SpoolUnavailable> {
         let mut report = IngestReport::default();
         let mut events = Vec::new();
         let mut statuses = Vec::new();
@@ -118,12 +141,56 @@ impl Ingestor {
             }
         }
         self.record_statuses(&statuses);
-        let fresh = self.dedupe(events, &mut report);
+        let admit = self.admit.lock().unwrap_or_else(|p| p.into_inner());
+        let (fresh, duplicates) = self.dedupe(events);
+        if let Err(e) = self.spool_rows(fresh.iter().map(|e| &e.row)) {
+            self.forget(fresh.iter().map(|e| &e.row));
+            return Err(e);
+        }
         report.accepted = fresh.len();
+        report.duplicates = duplicates.len();
+        self.notify(&duplicates, EventOutcome::Duplicate);
         self.notify(&fresh, EventOutcome::Queued);
         let pushed = self.queue.push_many(fresh.into_iter().map(|e| e.row));
+        drop(admit);
         self.metrics.record_ingest(&report, &pushed);
-        report
+        Ok(report)
+    }
+
+    /// Queues rows an earlier run spooled but may not have stored (the store's unique key
+    /// drops those it had). They go to this run's spool first; observers do not see them
+    /// again. Returns how many were new to the dedupe window.
+    pub fn replay(&self, rows: Vec<Row>) -> Result<usize, SpoolUnavailable> {
+        let _admit = self.admit.lock().unwrap_or_else(|p| p.into_inner());
+        let rows: Vec<Row> = {
+            let mut dedupe = self.dedupe.lock().unwrap_or_else(|p| p.into_inner());
+            rows.into_iter()
+                .filter(|r| dedupe.check(&r.source, r.seq))
+                .collect()
+        };
+        self.spool_rows(&rows)?;
+        let count = rows.len();
+        self.queue.push_many(rows);
+        Ok(count)
+    }
+
+    fn spool_rows<'a>(
+        &self,
+        rows: impl IntoIterator<Item = &'a Row>,
+    ) -> Result<(), SpoolUnavailable> {
+        let Some(spool) = &self.spool else {
+            return Ok(());
+        };
+        spool.append(self.queue.next_ordinal(), rows).map_err(|e| {
+            tracing::error!(ev = "spool", msg = "cannot append; refusing ingest", error = %e);
+            SpoolUnavailable(e.to_string())
+        })
+    }
+
+    fn forget<'a>(&self, rows: impl IntoIterator<Item = &'a Row>) {
+        let mut dedupe = self.dedupe.lock().unwrap_or_else(|p| p.into_inner());
+        rows.into_iter()
+            .for_each(|r| dedupe.forget(&r.source, r.seq));
     }
 
     fn record_statuses(&self, statuses: &[StatusRecord]) {
@@ -141,22 +208,12 @@ impl Ingestor {
         }
     }
 
-    fn dedupe(&self, events: Vec<IngestedEvent>, report: &mut IngestReport) -> Vec<IngestedEvent> {
-        let mut fresh = Vec::with_capacity(events.len());
-        let mut duplicates = Vec::new();
-        {
-            let mut dedupe = self.dedupe.lock().unwrap_or_else(|p| p.into_inner());
-            for event in events {
-                if dedupe.check(&event.row.source, event.row.seq) {
-                    fresh.push(event);
-                } else {
-                    duplicates.push(event);
-                }
-            }
-        }
-        report.duplicates = duplicates.len();
-        self.notify(&duplicates, EventOutcome::Duplicate);
-        fresh
+    /// Splits events into (fresh, recent duplicates).
+    fn dedupe(&self, events: Vec<IngestedEvent>) -> (Vec<IngestedEvent>, Vec<IngestedEvent>) {
+        let mut dedupe = self.dedupe.lock().unwrap_or_else(|p| p.into_inner());
+        events
+            .into_iter()
+            .partition(|event| dedupe.check(&event.row.source, event.row.seq))
     }
 
     fn notify(&self, events: &[IngestedEvent], outcome: EventOutcome) {

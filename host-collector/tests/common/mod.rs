@@ -105,7 +105,11 @@ pub async fn wait_persisted(running: &Running, n: u64) {
 
 /// Value of one sample (exact name and labels as printed) from `/metrics`.
 pub async fn metric(running: &Running, sample: &str) -> Option<f64> {
-    let reply = client::request(running.metrics_addr, "GET", "/metrics", &[], Vec::new())
+    metric_at(running.metrics_addr, sample).await
+}
+
+pub async fn metric_at(metrics_addr: SocketAddr, sample: &str) -> Option<f64> {
+    let reply = client::request(metrics_addr, "GET", "/metrics", &[], Vec::new())
         .await
         .ok()?;
     let text = String::from_utf8_lossy(&reply.body).to_string();
@@ -195,6 +199,104 @@ impl TempSqlite {
 
     pub fn url(&self) -> String {
         format!("sqlite://{}", self.dir.join("collector.db").display())
+    }
+
+    /// A path inside the temporary directory (removed with it).
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// The real `host-collector` binary on ephemeral ports, JSON logs collected as they come.
+pub struct CollectorProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub log: Vec<String>,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl CollectorProcess {
+    /// Starts the binary with `args` (besides listen addresses and the token) and waits for
+    /// its `start` log line.
+    pub async fn start(args: &[&str]) -> CollectorProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host-collector"))
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(args)
+            .env("COLLECTOR_TOKEN", TOKEN)
+            .env("LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn host-collector");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut process = CollectorProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log: Vec::new(),
+            lines,
+        };
+        let start = process.wait_for_log("\"ev\":\"start\"").await;
+        let addr = |key: &str| {
+            start[key]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("{key} in {start}"))
+        };
+        process.addr = addr("addr");
+        process.metrics_addr = addr("metrics_addr");
+        process
+    }
+
+    /// Waits for a log line containing `needle` and returns it parsed.
+    pub async fn wait_for_log(&mut self, needle: &str) -> serde_json::Value {
+        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
+            return serde_json::from_str(line).expect("JSON log line");
+        }
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no log line with {needle} in time: {:?}", self.log))
+                .unwrap_or_else(|| panic!("process ended before logging {needle}: {:?}", self.log));
+            self.log.push(line.clone());
+            if line.contains(needle) {
+                return serde_json::from_str(&line).expect("JSON log line");
+            }
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") and returns the exit code (None when killed).
+    pub async fn signal_and_wait(mut self, signal: &str) -> (Option<i32>, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let mut child = self.child;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        while let Some(line) = self.lines.recv().await {
+            self.log.push(line);
+        }
+        (status.code(), self.log)
+    }
+
+    /// Value of one sample (exact name and labels as printed) from `/metrics`.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        metric_at(self.metrics_addr, sample).await
     }
 }
 

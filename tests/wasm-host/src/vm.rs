@@ -444,6 +444,13 @@ impl Vm {
         Ok(action)
     }
 
+    /// Asks the root context to finish, as Envoy does when it retires the VM
+    /// (`proxy_on_done` on the root context). Returns whether it finished at once; if not,
+    /// it is expected to call `proxy_done` later (see [`Vm::done_calls`]).
+    pub fn retire(&mut self) -> anyhow::Result<bool> {
+        Ok(self.call::<i32, i32>("proxy_on_done", ROOT, ROOT as i32)? != 0)
+    }
+
     /// Ends the stream as Envoy does: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
     /// Callouts the stream still has pending are cancelled (never delivered). The
     /// stream's state stays inspectable.
