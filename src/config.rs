@@ -156,7 +156,10 @@ struct RawConfig {
     validation: ValidationPolicy,
     max_body_bytes: usize,
     max_batch_elements: usize,
-    max_pending_per_vm: usize,
+    /// Slots of the shared ring of parked legacy requests (`max_pending_per_vm` before it
+    /// was shared by all workers).
+    #[serde(alias = "max_pending_per_vm")]
+    max_pending: usize,
     trace_response_header: Option<String>,
     credential_headers: Vec<String>,
     fingerprint_salt: String,
@@ -175,7 +178,7 @@ impl Default for RawConfig {
             validation: ValidationPolicy::Observe,
             max_body_bytes: 256 * 1024,
             max_batch_elements: 256,
-            max_pending_per_vm: 1024,
+            max_pending: 1024,
             trace_response_header: Some("x-mcp-trace-id".to_string()),
             credential_headers: DEFAULT_CREDENTIAL_HEADERS
                 .iter()
@@ -228,7 +231,7 @@ pub struct Config {
     /// Batch elements beyond this many are counted, not itemised.
     pub max_batch_elements: usize,
     /// Requests awaiting a response on another stream (legacy SSE), per VM.
-    pub max_pending_per_vm: usize,
+    pub max_pending: usize,
     pub trace_response_header: Option<String>,
     /// Lower-cased header names that carry credentials, in priority order.
     pub credential_headers: Vec<String>,
@@ -275,8 +278,11 @@ impl Config {
         if raw.max_batch_elements == 0 {
             return Err(ConfigError::new("max_batch_elements", "must be at least 1"));
         }
-        if raw.max_pending_per_vm == 0 {
-            return Err(ConfigError::new("max_pending_per_vm", "must be at least 1"));
+        if !(1..=65_536).contains(&raw.max_pending) {
+            return Err(ConfigError::new(
+                "max_pending",
+                "must be between 1 and 65536",
+            ));
         }
         let trace_response_header = match raw.trace_response_header {
             Some(h) if h.is_empty() => None,
@@ -317,7 +323,7 @@ impl Config {
             validation: raw.validation,
             max_body_bytes: raw.max_body_bytes,
             max_batch_elements: raw.max_batch_elements,
-            max_pending_per_vm: raw.max_pending_per_vm,
+            max_pending: raw.max_pending,
             trace_response_header,
             credential_headers,
             fingerprint_salt: raw.fingerprint_salt,

@@ -10,7 +10,7 @@ use crate::events::{Common, Emitter, EventName, Fields};
 use crate::instance::{self, InstanceInputs, Resolved};
 use crate::jsonrpc::{self, Invalid, Kind, Message};
 use crate::methods::{self, Target};
-use crate::pending::{PendingRequest, PendingRequests};
+use crate::pending::{PendingRequest, SharedPending};
 use crate::redact;
 use crate::resilience::{self, Gate, UpstreamEnv};
 use crate::sse::{self, EndpointRewrite, SseEvent, SseParser};
@@ -24,7 +24,8 @@ pub struct Env<'a> {
     pub now: SystemTime,
     pub ids: &'a mut IdGenerator,
     pub emitter: &'a mut Emitter,
-    pub pending: &'a mut PendingRequests,
+    /// Legacy HTTP+SSE requests waiting for their answer on another stream (all workers).
+    pub pending: SharedPending<'a>,
     /// Upstream health and breaker, when configured.
     pub upstream: Option<UpstreamEnv<'a>>,
 }
@@ -966,7 +967,7 @@ impl Exchange {
             let mut fields = element.fields.clone();
             fields.arguments = None;
             fields.arguments_truncated = None;
-            env.pending.insert(
+            env.pending.park(
                 &session,
                 &id,
                 PendingRequest {
@@ -974,7 +975,6 @@ impl Exchange {
                     fields,
                     started: self.started,
                 },
-                env.config.max_pending_per_vm,
             );
         }
     }

@@ -9,7 +9,7 @@ use crate::events::{Emitter, EventSink, LogSink, LOG_PREFIX};
 use crate::exchange::{
     Env, Exchange, LocalReply, RequestAction, RequestHead, ResponseBodyAction, StreamEnd,
 };
-use crate::pending::PendingRequests;
+use crate::pending::{PendingStats, SharedPending};
 use crate::resilience::{self, CasStats, UpstreamCounters, UpstreamEnv};
 use crate::shipping::{Answer, ShipConfig, Shipper};
 use crate::stats::{upstream_stat, Snapshot, StatKind, STATS};
@@ -36,7 +36,7 @@ struct VmState {
     config: Config,
     ids: IdGenerator,
     emitter: Emitter,
-    pending: PendingRequests,
+    pending: PendingStats,
     shipper: Option<Rc<RefCell<Shipper>>>,
     internal_errors: u64,
     cas: CasStats,
@@ -91,7 +91,11 @@ impl VmState {
             now,
             ids,
             emitter: &mut self.emitter,
-            pending: &mut self.pending,
+            pending: SharedPending {
+                store: &HostStore,
+                slots: self.config.max_pending,
+                stats: &mut self.pending,
+            },
             upstream,
         }
     }
@@ -142,7 +146,7 @@ fn new_vm_state(config: &Config) -> VmState {
         config: config.clone(),
         emitter: Emitter::new(source, config.min_level, Box::new(LogSink)),
         ids,
-        pending: PendingRequests::default(),
+        pending: PendingStats::default(),
         shipper: None,
         internal_errors: 0,
         cas: CasStats::default(),
@@ -230,13 +234,15 @@ impl Root {
     fn snapshot(&self) -> Option<Snapshot> {
         let state = self.state.borrow();
         let vm = state.as_ref()?;
-        let mut values = [0i64; 13];
+        let mut values = [0i64; STATS.len()];
         values[0] = vm.emitter.emitted() as i64;
         values[5] = vm.internal_errors as i64;
         values[9] = vm.cas.retries as i64;
         values[10] = vm.cas.lost as i64;
         values[11] = vm.cas.store_failures as i64;
         values[12] = vm.cas.unregistered as i64;
+        values[13] = vm.pending.evicted as i64;
+        values[14] = vm.pending.lost as i64;
         if let Some(shipper) = &vm.shipper {
             let s = shipper.borrow();
             values[1] = s.shipped as i64;

@@ -357,30 +357,7 @@ pub fn health_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct MapStore(RefCell<HashMap<String, (Vec<u8>, u32)>>);
-
-    impl SharedStore for MapStore {
-        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-            Ok(match self.0.borrow().get(key) {
-                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-                None => (None, None),
-            })
-        }
-
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), shared::SetError> {
-            let mut map = self.0.borrow_mut();
-            let current = map.get(key).map(|(_, c)| *c);
-            if cas.is_some_and(|c| c != 0 && Some(c) != current) {
-                return Err(shared::SetError::CasMismatch);
-            }
-            map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
-            Ok(())
-        }
-    }
+    use crate::upstream::shared::MapStore;
 
     fn env<'a>(
         config: &'a UpstreamConfig,
@@ -415,7 +392,7 @@ mod tests {
         assert_eq!(e.admit("evil", now), Gate::Untracked);
         assert_eq!(e.stats.unregistered, 1);
         assert_eq!(registered_instances(&store), ["a", "b"]);
-        assert!(store.0.borrow().get(&shared::key_for("evil")).is_none());
+        assert!(!store.contains(&shared::key_for("evil")));
     }
 
     #[test]

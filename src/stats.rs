@@ -30,11 +30,13 @@ pub const STATS: &[(&str, StatKind)] = &[
     ("mcp_filter_cas_lost_updates", StatKind::Counter),
     ("mcp_filter_shared_store_failures", StatKind::Counter),
     ("mcp_filter_upstreams_untracked", StatKind::Counter),
+    ("mcp_filter_legacy_pending_evicted", StatKind::Counter),
+    ("mcp_filter_legacy_pending_lost", StatKind::Counter),
 ];
 
 /// One VM's values, in the order of `STATS`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Snapshot(pub [i64; 13]);
+pub struct Snapshot(pub [i64; STATS.len()]);
 
 /// Per-upstream stat names: `mcp_filter_upstream.<instance>.<what>`.
 pub fn upstream_stat(instance: &str, what: &str) -> String {
@@ -60,11 +62,11 @@ mod tests {
 
     #[test]
     fn deltas_report_changes_only_with_sign() {
-        let before = Snapshot([1, 0, 0, 0, 0, 0, 1, 500, 20, 0, 0, 0, 0]);
-        let after = Snapshot([4, 2, 0, 0, 0, 0, 0, 700, 20, 0, 0, 0, 0]);
+        let before = Snapshot([1, 0, 0, 0, 0, 0, 1, 500, 20, 0, 0, 0, 0, 0, 0]);
+        let after = Snapshot([4, 2, 0, 0, 0, 0, 0, 700, 20, 0, 0, 0, 0, 0, 3]);
         assert_eq!(
             after.deltas(&before),
-            vec![(0, 3), (1, 2), (6, -1), (7, 200)]
+            vec![(0, 3), (1, 2), (6, -1), (7, 200), (14, 3)]
         );
         assert!(after.deltas(&after).is_empty());
         assert_eq!(STATS.len(), after.0.len());

@@ -36,6 +36,7 @@ fn start_envoy(upstream: &DemoServer, workers: u32) -> Envoy {
         ],
         clusters: &[("upstream", upstream.port)],
         access_log: true,
+        spread_connections: workers > 1,
         ..EnvoyConfig::default()
     };
     Envoy::start(&filter_host::envoy_yaml(&config), workers)
@@ -272,11 +273,12 @@ fn batch_and_rejections_through_envoy() {
 
 /// Legacy HTTP+SSE: GET /sse through the gateway prefix; the endpoint is rewritten so the
 /// client posts back through Envoy, and responses on the stream are matched to the POSTs.
-/// One worker: legacy responses are matched within a VM (see docs/filter.md).
+/// Two workers with exact connection balance: the GET stream and the POSTs are on different
+/// connections, so on different workers; the requests are parked in shared data.
 #[test]
 fn legacy_http_sse_through_envoy() {
     let server = DemoServer::start(DemoKind::LegacySse);
-    let envoy = start_envoy(&server, 1);
+    let envoy = start_envoy(&server, 2);
     let url = envoy.url("/mcp/demo/sse");
     let (status, summary) = DemoClient::run(&["--url", &url, "--scenario", "sse-legacy"]);
     assert!(status.success(), "{summary:#}");
@@ -297,6 +299,14 @@ fn legacy_http_sse_through_envoy() {
     assert_eq!(echo[0]["mcp.outcome"], "ok");
     assert_eq!(echo[0]["mcp.transport"], "sse");
     assert!(echo[0]["duration_ms"].as_f64().is_some());
+    let echo_request = events
+        .iter()
+        .find(|e| e["event"] == "request" && e["trace_id"] == echo[0]["trace_id"])
+        .expect("the POST's request event");
+    assert_ne!(
+        echo_request["source"], echo[0]["source"],
+        "answered by the GET stream's worker, not the POST's"
+    );
     let fail = responses_for(&events, "tools/call", Some("fail"));
     assert_eq!(fail[0]["mcp.outcome"], "jsonrpc_error");
     assert!(server

@@ -403,10 +403,12 @@ fn generated_trace_when_none_or_invalid() {
 }
 
 /// Legacy HTTP+SSE: the endpoint event is rewritten under the gateway prefix, and a response
-/// delivered on the GET stream is matched to the POST that asked for it.
+/// delivered on the GET stream is matched to the POST that asked for it, although the POST
+/// went through another worker's VM (they share only Envoy's shared data).
 #[test]
-fn legacy_sse_endpoint_rewrite_and_cross_stream_matching() {
+fn legacy_sse_endpoint_rewrite_and_cross_worker_matching() {
     let (world, mut vm) = setup();
+    let mut other_worker = load(&world, CONFIG);
     let get = vm.new_stream().expect("stream");
     let h = headers::with(
         headers::request("GET", "/mcp/legacy/sse"),
@@ -432,15 +434,17 @@ fn legacy_sse_endpoint_rewrite_and_cross_stream_matching() {
     );
 
     let post = send_request(
-        &mut vm,
+        &mut other_worker,
         &post_headers("/mcp/legacy/message?sessionId=abc"),
         &tool_call(5, "echo"),
     );
-    vm.response_headers(post, &headers::response(202), true)
+    other_worker
+        .response_headers(post, &headers::response(202), true)
         .expect("202");
-    vm.complete(post).expect("complete");
+    other_worker.complete(post).expect("complete");
+    let post_events = events(&other_worker);
     assert!(
-        named(&events(&vm), "response").is_empty(),
+        named(&post_events, "response").is_empty(),
         "the answer comes on the stream"
     );
 
@@ -464,6 +468,18 @@ fn legacy_sse_endpoint_rewrite_and_cross_stream_matching() {
     assert_eq!(
         r["url.path"], "/mcp/legacy/message",
         "the POST's context, not the stream's"
+    );
+    assert_eq!(
+        r["trace_id"],
+        named(&post_events, "request")[0]["trace_id"],
+        "the POST's trace"
+    );
+    vm.response_body(get, sse_event(&ok_result(5)).as_bytes(), false)
+        .expect("the same answer again");
+    assert_eq!(
+        named(&filter_host::events(&vm), "response").len(),
+        1,
+        "a parked request is answered once"
     );
 }
 

@@ -224,3 +224,39 @@ pub fn read(
 
 #[cfg(test)]
 mod tests;
+
+/// A plain in-memory store with Envoy's CAS semantics, for the tests of the stores' users.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct MapStore(std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>);
+
+#[cfg(test)]
+impl MapStore {
+    pub(crate) fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.0.borrow().contains_key(key)
+    }
+}
+
+#[cfg(test)]
+impl SharedStore for MapStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        Ok(match self.0.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        })
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+        let mut map = self.0.borrow_mut();
+        let current = map.get(key).map(|(_, c)| *c);
+        if cas.is_some_and(|c| c != 0 && Some(c) != current) {
+            return Err(SetError::CasMismatch);
+        }
+        map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+        Ok(())
+    }
+}

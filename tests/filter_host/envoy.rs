@@ -21,6 +21,9 @@ pub struct EnvoyConfig<'a> {
     pub route_timeout: &'a str,
     /// A JSON access log with the filter-state mirror, at `{{TEST_DIR}}/access.log`.
     pub access_log: bool,
+    /// Envoy's exact connection balance: each new connection goes to the worker with the
+    /// fewest, so two connections opened one after the other land on different workers.
+    pub spread_connections: bool,
 }
 
 impl Default for EnvoyConfig<'_> {
@@ -31,6 +34,7 @@ impl Default for EnvoyConfig<'_> {
             clusters: &[],
             route_timeout: "0s",
             access_log: false,
+            spread_connections: false,
         }
     }
 }
@@ -89,6 +93,11 @@ impl EnvoyConfig<'_> {
             .map(|l| format!("\n                    {l}"))
             .collect();
         let access_log = if self.access_log { ACCESS_LOG } else { "" };
+        let balance = if self.spread_connections {
+            "\n    connection_balance_config: { exact_balance: {} }"
+        } else {
+            ""
+        };
         format!(
             r#"
 admin:
@@ -96,7 +105,7 @@ admin:
 static_resources:
   listeners:
   - name: mcp
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{LISTENER_PORT}}}} }} }}{balance}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
