@@ -2,7 +2,8 @@
 //! server, with the filter shipping events to host-collector on real MariaDB. Checks that every
 //! request's events land in `mcp_gateway_log` with matching trace ids, methods and tools, that
 //! no raw credential is stored, and that stopping the collector for a while neither disturbs
-//! traffic nor loses events: sent = stored + counted drops, exactly.
+//! traffic nor loses events: sent = stored + counted drops, exactly. A second test replaces
+//! the filter's configuration through LDS and checks the retired one ships its buffer.
 
 mod filter_host;
 mod pipeline_host;
@@ -18,6 +19,26 @@ const TOKEN: &str = "pipeline-client-secret-9c2e";
 const TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
 const TRACEPARENT: &str = "00-5bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b8-01";
 
+/// Envoy (the demo server under `/mcp/demo/`) with the filter shipping to the collector;
+/// `shipping` adds settings to the filter's `collector` section.
+fn envoy_config(shipping: &str, upstream_port: u16, collector_port: u16) -> String {
+    let filter = format!(
+        r#"{{"instance": {{"source": {{"path_prefix": "/mcp/"}}, "allowed": ["demo"]}},
+ "collector": {{"cluster": "collector", "authority": "collector", "token": "{COLLECTOR_TOKEN}",
+               "timeout_ms": 2000, {shipping}}}}}"#
+    );
+    filter_host::envoy_yaml(&EnvoyConfig {
+        filter: &filter,
+        routes: &[Route {
+            prefix: "/mcp/demo/",
+            cluster: "upstream",
+            rewrite: Some("/"),
+        }],
+        clusters: &[("upstream", upstream_port), ("collector", collector_port)],
+        ..EnvoyConfig::default()
+    })
+}
+
 #[test]
 fn events_reach_mariadb_and_survive_a_collector_outage() {
     let db = Database::create("e2e");
@@ -27,21 +48,11 @@ fn events_reach_mariadb_and_survive_a_collector_outage() {
         json_response: false,
         stateless: false,
     });
-    let filter = format!(
-        r#"{{"instance": {{"source": {{"path_prefix": "/mcp/"}}, "allowed": ["demo"]}},
- "collector": {{"cluster": "collector", "authority": "collector", "token": "{COLLECTOR_TOKEN}",
-               "flush_interval_ms": 200, "backoff_initial_ms": 100, "backoff_max_ms": 1000, "timeout_ms": 2000}}}}"#
+    let config = envoy_config(
+        r#""flush_interval_ms": 200, "backoff_initial_ms": 100, "backoff_max_ms": 1000"#,
+        server.port,
+        collector.port,
     );
-    let config = filter_host::envoy_yaml(&EnvoyConfig {
-        filter: &filter,
-        routes: &[Route {
-            prefix: "/mcp/demo/",
-            cluster: "upstream",
-            rewrite: Some("/"),
-        }],
-        clusters: &[("upstream", server.port), ("collector", collector.port)],
-        ..EnvoyConfig::default()
-    });
     let envoy = Envoy::start(&config, 2);
     let url = envoy.url("/mcp/demo/mcp");
     let auth = format!("authorization: Bearer {TOKEN}");
@@ -178,4 +189,80 @@ fn events_reach_mariadb_and_survive_a_collector_outage() {
     assert_eq!(query.status, 200, "{}", query.body);
     let found: Value = query.json();
     assert!(found.to_string().contains("tools/call"), "{found}");
+}
+
+/// When Envoy replaces the filter's configuration (a listener update from LDS), it retires
+/// the old plugin's root contexts with `on_done`; the filter must ship what it buffered
+/// before saying done. The old configuration flushes only every 10 minutes and never by
+/// count, so these events can only reach the database through that final drain.
+#[test]
+fn a_replaced_filter_configuration_ships_its_buffer_before_retiring() {
+    let db = Database::create("reconfigure");
+    let dir = TestDir::new("reconfigure");
+    let collector = Collector::start(&db.url_via(3306), &[], &dir);
+    let server = DemoServer::start(DemoKind::Streamable {
+        json_response: true,
+        stateless: true,
+    });
+    let listener = |flush_interval_ms: u64| {
+        let shipping = format!(
+            r#""flush_interval_ms": {flush_interval_ms}, "max_batch_events": 100000, "max_batch_bytes": 4194304"#
+        );
+        filter_host::envoy::split_for_lds(&envoy_config(&shipping, server.port, collector.port))
+    };
+    let (bootstrap, lds) = listener(600_000);
+    let envoy = Envoy::start_with(
+        &bootstrap,
+        2,
+        &["--drain-time-s", "1"],
+        &[("lds.yaml", &lds)],
+    );
+    let url = envoy.url("/mcp/demo/mcp");
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    for _ in 0..10 {
+        let (status, body) = pipeline_host::fast_post(&url, &headers, call).expect("POST");
+        assert_eq!(status, 200, "{body}");
+    }
+    let emitted = wait_until(Duration::from_secs(10), POLL, || {
+        let emitted = stat_sum(&envoy, "mcp_filter_events_emitted");
+        (emitted >= 10).then_some(emitted)
+    })
+    .expect("events emitted");
+    assert_eq!(
+        stat_sum(&envoy, "mcp_filter_events_shipped"),
+        0,
+        "held by the old config"
+    );
+    assert_eq!(db.rows(), 0);
+
+    let (_, replacement) = listener(600_001);
+    envoy.replace_file("lds.yaml", &replacement);
+    let stored = wait_until(Duration::from_secs(30), POLL, || {
+        let stored = db.rows();
+        (stored >= emitted).then_some(stored)
+    });
+    assert_eq!(
+        stored,
+        Some(emitted),
+        "the retired configuration shipped its {emitted} buffered events\n{}",
+        envoy.log_text()
+    );
+    // Envoy writes its log file in the background: poll for the filter's line.
+    assert!(
+        wait_until(Duration::from_secs(20), POLL, || envoy
+            .log_text()
+            .contains("VM retiring, shipping"))
+        .is_some(),
+        "the retiring VMs said so"
+    );
+    assert_eq!(
+        stat_sum(&envoy, "mcp_filter_events_dropped_callout_failed"),
+        0
+    );
+    let (status, _) = pipeline_host::fast_post(&url, &headers, call).expect("POST");
+    assert_eq!(status, 200, "the new configuration serves");
 }

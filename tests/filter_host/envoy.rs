@@ -144,3 +144,31 @@ static_resources:
         )
     }
 }
+
+/// Splits a rendered static configuration into a bootstrap that reads its listeners from
+/// `{{TEST_DIR}}/lds.yaml` (LDS from a file, watched for atomic replacement) and the content
+/// of that file, so a test can change the listener (and the filter's configuration) while
+/// Envoy runs.
+pub fn split_for_lds(static_yaml: &str) -> (String, String) {
+    let listeners_at = static_yaml
+        .find("  listeners:\n")
+        .expect("rendered config has listeners");
+    let clusters_at = static_yaml
+        .find("  clusters:")
+        .expect("rendered config has clusters");
+    let listeners = &static_yaml[listeners_at + "  listeners:\n".len()..clusters_at];
+    let bootstrap = format!(
+        "node: {{ id: mcp-test, cluster: mcp-test }}\n{}  clusters:{}dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source: {{ path: \"{{{{TEST_DIR}}}}/lds.yaml\" }}\n",
+        &static_yaml[..listeners_at],
+        &static_yaml[clusters_at + "  clusters:".len()..],
+    );
+    let lds = format!(
+        "resources:\n{}",
+        listeners.replacen(
+            "  - name: mcp\n",
+            "  - \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n    name: mcp\n",
+            1
+        )
+    );
+    (bootstrap, lds)
+}

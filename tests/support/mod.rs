@@ -398,6 +398,29 @@ pub fn envoy_bin() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join(".venv/bin/envoy"))
 }
 
+fn placeholders(listener_port: u16, admin_port: u16, dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("LISTENER_PORT", listener_port.to_string()),
+        ("ADMIN_PORT", admin_port.to_string()),
+        ("WORKSPACE", workspace_root().display().to_string()),
+        ("TEST_DIR", dir.display().to_string()),
+    ]
+}
+
+/// Renders `template` and writes it, refusing to leave a placeholder unsubstituted.
+fn write_rendered(path: &Path, template: &str, vars: &[(&'static str, String)]) {
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let text = render(template, &vars);
+    if let Some(at) = text.find("{{") {
+        panic!(
+            "unsubstituted placeholder in {}: {}",
+            path.display(),
+            &text[at..(at + 40).min(text.len())]
+        );
+    }
+    fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
 /// A running Envoy with its admin and main listener ports.
 pub struct Envoy {
     pub admin_port: u16,
@@ -416,6 +439,17 @@ impl Envoy {
     /// and `{{TEST_DIR}}` substituted; substitute anything else (e.g.
     /// `{{UPSTREAM_PORT}}`) with [`render`] beforehand.
     pub fn start(config_template: &str, concurrency: u32) -> Self {
+        Self::start_with(config_template, concurrency, &[], &[])
+    }
+
+    /// As `start`, with extra command-line arguments and extra files written to the test
+    /// directory before Envoy starts (rendered with the same placeholders as the config).
+    pub fn start_with(
+        config_template: &str,
+        concurrency: u32,
+        extra_args: &[&str],
+        files: &[(&str, &str)],
+    ) -> Self {
         let bin = envoy_bin();
         assert!(
             bin.exists(),
@@ -425,24 +459,13 @@ impl Envoy {
         let dir = TestDir::new("envoy");
         let admin_port = free_port();
         let listener_port = free_port();
-        let config = render(
-            config_template,
-            &[
-                ("LISTENER_PORT", &listener_port.to_string()),
-                ("ADMIN_PORT", &admin_port.to_string()),
-                ("WORKSPACE", &workspace_root().display().to_string()),
-                ("TEST_DIR", &dir.path.display().to_string()),
-            ],
-        );
-        if let Some(at) = config.find("{{") {
-            panic!(
-                "unsubstituted placeholder in Envoy config: {}",
-                &config[at..(at + 40).min(config.len())]
-            );
-        }
+        let vars = placeholders(listener_port, admin_port, &dir.path);
         let config_path = dir.file("envoy.yaml");
         let log_path = dir.file("envoy.log");
-        fs::write(&config_path, config).expect("write envoy config");
+        write_rendered(&config_path, config_template, &vars);
+        for (name, template) in files {
+            write_rendered(&dir.file(name), template, &vars);
+        }
 
         let mut command = Command::new(&bin);
         command
@@ -453,7 +476,8 @@ impl Envoy {
             .arg("--disable-hot-restart")
             .args(["--log-level", "info"])
             .arg("--log-path")
-            .arg(&log_path);
+            .arg(&log_path)
+            .args(extra_args);
         let proc = Proc::spawn("envoy", command, &dir.path).expect("spawn envoy");
         let mut envoy = Self {
             admin_port,
@@ -465,6 +489,15 @@ impl Envoy {
         };
         envoy.wait_ready();
         envoy
+    }
+
+    /// Replaces a file of the test directory atomically (write, then rename over it), as
+    /// Envoy's file-based config sources require.
+    pub fn replace_file(&self, name: &str, template: &str) {
+        let vars = placeholders(self.listener_port, self.admin_port, &self.dir.path);
+        let staged = self.dir.file(&format!("{name}.next"));
+        write_rendered(&staged, template, &vars);
+        fs::rename(&staged, self.dir.file(name)).expect("rename into place");
     }
 
     fn wait_ready(&mut self) {
