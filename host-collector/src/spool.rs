@@ -58,10 +58,9 @@ struct RecordOut<'a> {
     row: &'a Row,
 }
 
+/// The ordinal `o` stays in the file for inspection only: replay assigns new ones.
 #[derive(Deserialize)]
 struct RecordIn {
-    #[allow(dead_code)] // Kept in the file for inspection; replay assigns new ordinals.
-    o: u64,
     row: Row,
 }
 
