@@ -107,16 +107,14 @@ fn open_spool(
 /// Queues what an earlier run acknowledged and may not have written, then deletes its files.
 fn replay_spool(
     spool: &Spool,
-    recovered: crate::spool::Recovered,
+    mut recovered: crate::spool::Recovered,
     ingestor: &Ingestor,
     metrics: &Metrics,
 ) -> Result<(), StartError> {
     let found = recovered.rows.len();
     let torn = recovered.torn_lines;
-    let mut recovered = recovered;
-    let rows = std::mem::take(&mut recovered.rows);
     let queued = ingestor
-        .replay(rows)
+        .replay(std::mem::take(&mut recovered.rows))
         .map_err(|e| StartError(format!("cannot re-spool recovered events: {}", e.0)))?;
     spool.forget_recovered(recovered);
     metrics.spool_replayed.inc_by(queued as u64);
