@@ -79,8 +79,22 @@ fn load(world: &World, wasm: &PathBuf, config: &str) -> Result<Vm> {
     Ok(Vm::load_file(world, wasm, opts)?)
 }
 
-/// One request lifecycle as Envoy drives it.
-fn lifecycle(vm: &mut Vm, w: &Workload) -> Result<()> {
+/// The callbacks of one lifecycle, in order, for the per-phase breakdown.
+const PHASES: [&str; 5] = [
+    "request_headers",
+    "request_body",
+    "response_headers",
+    "response_body",
+    "end",
+];
+
+/// One request lifecycle as Envoy drives it; returns the fuel of each phase.
+fn lifecycle(vm: &mut Vm, w: &Workload) -> Result<[u64; 5]> {
+    let start = vm.fuel_consumed();
+    let mut phases = [0u64; 5];
+    let mut mark = |vm: &mut Vm, i: usize| {
+        phases[i] = vm.fuel_consumed() - start - phases[..i].iter().sum::<u64>();
+    };
     let s = vm.new_stream()?;
     vm.set_stream_property(s, &["xds", "cluster_name"], b"upstream".to_vec())?;
     let mut h = headers::request("POST", &w.path);
@@ -94,12 +108,17 @@ fn lifecycle(vm: &mut Vm, w: &Workload) -> Result<()> {
         h = headers::with(h, k, v);
     }
     vm.request_headers(s, &h, false)?;
+    mark(vm, 0);
     vm.request_body(s, w.request.as_bytes(), true)?;
+    mark(vm, 1);
     let rh = headers::with(headers::response(w.status), "content-type", &w.content_type);
     vm.response_headers(s, &rh, false)?;
+    mark(vm, 2);
     vm.response_body(s, w.response.as_bytes(), true)?;
+    mark(vm, 3);
     vm.complete(s)?;
-    Ok(())
+    mark(vm, 4);
+    Ok(phases)
 }
 
 fn events_in(body: &[u8]) -> usize {
@@ -172,13 +191,13 @@ fn fuel(wasm: &PathBuf, w: &Workload) -> Result<Value> {
     let world = World::new();
     let mut vm = load(&world, wasm, &plugin_config(""))?;
     let mut n = 0u64;
-    let step = |vm: &mut Vm, n: &mut u64| -> Result<u64> {
+    let step = |vm: &mut Vm, n: &mut u64| -> Result<(u64, [u64; 5])> {
         vm.reset_fuel();
-        lifecycle(vm, w)?;
+        let phases = lifecycle(vm, w)?;
         let used = vm.fuel_consumed();
         *n += 1;
         world.advance(Duration::from_millis(1));
-        Ok(used)
+        Ok((used, phases))
     };
     for _ in 0..WARMUP {
         step(&mut vm, &mut n)?;
@@ -194,8 +213,13 @@ fn fuel(wasm: &PathBuf, w: &Workload) -> Result<Value> {
     let mut names = BTreeMap::new();
     let emitted_before = world.counter("mcp_filter_events_emitted").unwrap_or(0);
     let (mut per_request, mut shipping, mut callouts) = (Vec::new(), 0u64, 0usize);
+    let mut phase_totals = [0u64; 5];
     for i in 0..MEASURED {
-        per_request.push(step(&mut vm, &mut n)?);
+        let (used, phases) = step(&mut vm, &mut n)?;
+        per_request.push(used);
+        for (total, phase) in phase_totals.iter_mut().zip(phases) {
+            *total += phase;
+        }
         if (i + 1) % TICK_EVERY == 0 {
             vm.reset_fuel();
             callouts += tick(&mut vm, &world, true, Some(&mut names))?;
@@ -225,6 +249,11 @@ fn fuel(wasm: &PathBuf, w: &Workload) -> Result<Value> {
         "lifecycle_fuel_median": median(per_request.clone()),
         "lifecycle_fuel_min": per_request.iter().min(),
         "lifecycle_fuel_max": per_request.iter().max(),
+        "lifecycle_fuel_by_phase": PHASES
+            .iter()
+            .zip(phase_totals)
+            .map(|(name, total)| (name.to_string(), json!(total / MEASURED)))
+            .collect::<serde_json::Map<String, Value>>(),
         "shipping_fuel_per_request": ship,
         "total_fuel_per_request": mean + ship,
         "batches": callouts,
