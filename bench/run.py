@@ -4,8 +4,13 @@
 Sections (each can be run alone with --only):
 
   overhead   Envoy (1 worker) with no filter / Envoy's native MCP filter + a JSON file access log /
-             our filter on V8 / our filter on wasmtime (if this Envoy has it), shipping to
-             host-collector; four MCP workloads; wrk as the load generator.
+             a no-op wasm filter loaded like ours (bench/noop-filter) / our filter on V8 / our
+             filter on wasmtime (if this Envoy has it), shipping to host-collector; four MCP
+             workloads; wrk as the load generator. On the --extra-workloads (json) also our filter
+             with `"upstream": {}`, with `"min_level": "debug"`, and with 2 Envoy workers with the
+             breaker off and on. The gateway Envoy under test is pinned to CPU 0 (both CPUs with 2
+             workers), everything else to CPU 1 (taskset); its CPU time per request is the primary
+             figure; ratios are to no filter and to the no-op filter.
   fuel       wasm instructions (wasmtime fuel) per request lifecycle and per request shipped, and
              the filter's linear memory with the collector down (examples/wasm_fuel.rs).
   collector  host-collector: rows/s persisted into MariaDB by the batched writer vs one INSERT per
@@ -53,7 +58,13 @@ MIB = 1024 * 1024
 TOTAL_BUDGET_S = 15 * 60          # acceptance: `make bench` under 15 minutes on this machine
 DEADLINE_S = 13 * 60              # measurement deadline: later rounds are skipped (and reported)
 COLLECTOR_RSS_OVER_BUDGET = 1.5   # collector peak RSS within 1.5x its queue budget
-WASM_GROWTH_OVER_CAP = 2.0        # filter linear memory growth within 2x collector.buffer_bytes
+WASM_GROWTH_OVER_CAP = 1.25       # filter linear memory growth within 1.25x collector.buffer_bytes
+# Issue 14 figures (checked against the no-op wasm filter; a miss is reported, not a failure).
+CPU_ADDED_US = 15.0               # json: gateway CPU per request added over the no-op filter
+P99_ADDED_US = 500.0              # json: p99 with one connection over the no-op filter's
+BREAKER_RPS_RATIO = 0.95          # 2 workers: req/s with the breaker on, to breaker off
+LIFECYCLE_FUEL = {"json": 25_000, "sse": 40_000, "batch": 60_000}  # wasm fuel per request lifecycle
+SHIPPING_FUEL = 1_500             # wasm fuel per request for shipping its events (json)
 
 
 def log(msg: str) -> None:
@@ -200,20 +211,50 @@ def upstream_config(port: int, admin: int) -> dict:
     }
 
 
+# The variants of the overhead benchmark. `kind`: none, native or wasm. A wasm variant names its
+# module (`ours`: mcp_filter.wasm, `noop`: bench/noop-filter), its runtime, what it adds to the
+# default plugin configuration (`plugin`), and Envoy's workers. `extra`: a variant of our filter
+# that runs only on the --extra-workloads (json by default), to keep `make bench` in its budget.
+# Every wasm variant is loaded the same way (same Envoy, runtime, `allow_on_headers_stop_iteration`,
+# plugin configuration string and collector cluster): the no-op filter ignores its configuration.
 VARIANTS = {
-    "none": "no filter",
-    "native": "native envoy.filters.http.mcp + JSON file access log",
-    "wasm-v8": "our filter, V8, shipping to host-collector",
-    "wasm-wasmtime": "our filter, wasmtime, shipping to host-collector",
+    "none": {"label": "no filter", "kind": "none"},
+    "native": {"label": "native envoy.filters.http.mcp + JSON file access log", "kind": "native"},
+    "noop": {"label": "no-op wasm filter (bench/noop-filter), V8, loaded like ours", "kind": "wasm",
+             "module": "noop"},
+    "wasm-v8": {"label": "our filter, V8, default configuration, shipping to host-collector", "kind": "wasm"},
+    "wasm-wasmtime": {"label": "our filter, wasmtime, default configuration, shipping to host-collector",
+                      "kind": "wasm", "runtime": "wasmtime"},
+    "wasm-v8-upstream": {"label": 'our filter, V8, + `"upstream": {}` (health and circuit breaker on, defaults)',
+                         "kind": "wasm", "plugin": {"upstream": {}}, "extra": True},
+    "wasm-v8-all-levels": {"label": 'our filter, V8, + `"min_level": "debug"` (every event level on, '
+                                    'whatever the default min_level is)',
+                           "kind": "wasm", "plugin": {"min_level": "debug"}, "extra": True},
+    "wasm-v8-2w": {"label": "our filter, V8, 2 Envoy workers (gateway on both CPUs), breaker off "
+                            "(default configuration)", "kind": "wasm", "workers": 2, "extra": True},
+    "wasm-v8-2w-breaker": {"label": 'our filter, V8, 2 Envoy workers (gateway on both CPUs), breaker on '
+                                    '(`"upstream": {}`)',
+                           "kind": "wasm", "plugin": {"upstream": {}}, "workers": 2, "extra": True},
 }
+# The pair compared with 2 workers: breaker on against breaker off.
+BREAKER_OFF, BREAKER_ON = "wasm-v8-2w", "wasm-v8-2w-breaker"
+
+
+def plugin_config(variant: str) -> dict:
+    """The plugin configuration of a wasm variant: the filter's defaults plus a collector, plus
+    the variant's additions."""
+    plugin = {"collector": {"cluster": "collector", "authority": "collector", "token": COLLECTOR_TOKEN}}
+    plugin.update(VARIANTS[variant].get("plugin", {}))
+    return plugin
 
 
 def gateway_config(variant: str, port: int, admin: int, upstream: int, collector: int,
                    wasm: Path, workdir: Path) -> dict:
+    spec = VARIANTS[variant]
     routes = [{"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "0s"}}]
     clusters = [cluster("upstream", upstream)]
     filters, access_log = [], None
-    if variant == "native":
+    if spec["kind"] == "native":
         filters = [{"name": "envoy.filters.http.mcp", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"}}]
         md = "envoy.filters.http.mcp"
@@ -233,9 +274,8 @@ def gateway_config(variant: str, port: int, admin: int, upstream: int, collector
                 "tool": f"%DYNAMIC_METADATA({md}:params:name)%",
             }},
         }}]
-    elif variant.startswith("wasm-"):
-        runtime = "envoy.wasm.runtime." + variant.removeprefix("wasm-")
-        plugin = {"collector": {"cluster": "collector", "authority": "collector", "token": COLLECTOR_TOKEN}}
+    elif spec["kind"] == "wasm":
+        runtime = "envoy.wasm.runtime." + spec.get("runtime", "v8")
         filters = [{"name": "envoy.filters.http.wasm", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
@@ -246,7 +286,7 @@ def gateway_config(variant: str, port: int, admin: int, upstream: int, collector
                 "vm_config": {"vm_id": "mcp", "runtime": runtime,
                               "code": {"local": {"filename": str(wasm)}}},
                 "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                                  "value": json.dumps(plugin)},
+                                  "value": json.dumps(plugin_config(variant))},
             }}}]
         clusters.append(cluster("collector", collector))
     return {
@@ -256,9 +296,39 @@ def gateway_config(variant: str, port: int, admin: int, upstream: int, collector
     }
 
 
-def envoy_argv(envoy: str, config: Path, log_path: Path) -> list[str]:
-    return [envoy, "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
+def envoy_argv(envoy: str, config: Path, log_path: Path, workers: int = 1) -> list[str]:
+    return [envoy, "-c", str(config), "--concurrency", str(workers), "--disable-hot-restart",
             "--log-level", "warn", "--log-path", str(log_path)]
+
+
+def pinning(no_pin: bool) -> tuple[dict | None, str | None]:
+    """CPU sets for the overhead section: the gateway Envoy under test on CPU 0 (both CPUs with
+    2 workers), everything else (wrk, the upstream Envoy, host-collector, this script) on CPU 1.
+    Returns (plan, None) or (None, why the run is not pinned)."""
+    if no_pin:
+        return None, "pinning disabled (--no-pin)"
+    if not shutil.which("taskset"):
+        return None, "`taskset` not found (util-linux): processes NOT pinned, results less stable"
+    allowed = os.sched_getaffinity(0)
+    if not {0, 1} <= allowed:
+        return None, f"CPUs 0 and 1 not both available to this process (allowed: {sorted(allowed)}): NOT pinned"
+    return {"gateway": "0", "gateway_2_workers": "0,1", "others": "1"}, None
+
+
+def pinned(plan: dict | None, role: str, argv: list[str]) -> list[str]:
+    return argv if plan is None else ["taskset", "-c", plan[role], *argv]
+
+
+def cpus_allowed(pid: int) -> str | None:
+    """The CPUs a running process may use, as the kernel reports them (read back, not assumed)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Cpus_allowed_list:"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
 
 
 def envoy_stats(admin: int, needle: str) -> dict[str, int]:
@@ -272,6 +342,7 @@ def envoy_stats(admin: int, needle: str) -> dict[str, int]:
 
 
 def stat_suffix(stats: dict[str, int], suffix: str) -> int:
+    """A stat summed over every name ending with `suffix` (workers, prefixes)."""
     return sum(v for k, v in stats.items() if k.endswith(suffix))
 
 
@@ -288,16 +359,20 @@ def check_response(port: int, w: dict) -> str | None:
         if r.status != w["status"] or body != w["response"]:
             return f"{w['name']}: status {r.status}, body {body[:120]!r}"
         return None
+    except OSError as e:
+        return f"{w['name']}: {e}"
     finally:
         conn.close()
 
 
-def wrk(port: int, w: dict, body_file: Path, connections: int, seconds: float, pids: list[int]) -> dict:
-    """One wrk run; adds CPU accounting of our processes and of the rest of the machine."""
+def wrk(port: int, w: dict, body_file: Path, connections: int, seconds: float, pids: dict[str, int],
+        plan: dict | None) -> dict:
+    """One wrk run (pinned with the other non-gateway processes); adds the CPU time of each of
+    our processes (`pids`: role -> pid) and of the rest of the machine."""
     env = dict(os.environ, BENCH_BODY=str(body_file))
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
-            "-s", str(BENCH / "wrk.lua"), f"http://127.0.0.1:{port}{w['path']}"]
-    before_cpu = {pid: cpu_ticks(pid) for pid in pids}
+    argv = pinned(plan, "others", ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+                                   "-s", str(BENCH / "wrk.lua"), f"http://127.0.0.1:{port}{w['path']}"])
+    before_cpu = {role: cpu_ticks(pid) for role, pid in pids.items()}
     before_sys = system_busy_ticks()
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -307,18 +382,27 @@ def wrk(port: int, w: dict, body_file: Path, connections: int, seconds: float, p
     after_sys = system_busy_ticks()
     line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
     if out.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}")
+        raise RuntimeError(f"wrk failed ({out.returncode}): {(out.stderr or out.stdout).strip()[-300:]}")
     r = json.loads(line.removeprefix("BENCH_JSON "))
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-    ours = {pid: (cpu_ticks(pid) - t) / CLK_TCK for pid, t in before_cpu.items()}
+    ours = {role: (cpu_ticks(pids[role]) - t) / CLK_TCK for role, t in before_cpu.items()}
     wrk_cpu = (after_children.ru_utime + after_children.ru_stime
                - before_children.ru_utime - before_children.ru_stime)
     busy = (after_sys[0] - before_sys[0]) / CLK_TCK
     r["cpu_s"] = ours
     r["wrk_cpu_s"] = wrk_cpu
+    r["elapsed_s"] = elapsed
     # Cores kept busy by everything else on the machine (other builds) during this run.
     r["other_cores"] = max(0.0, (busy - sum(ours.values()) - wrk_cpu) / elapsed)
     return r
+
+
+CAS_STATS = ("mcp_filter_cas_retries", "mcp_filter_cas_lost_updates")
+
+
+def cas_snapshot(admin: int) -> dict[str, int]:
+    stats = envoy_stats(admin, "mcp_filter_cas")
+    return {s: stat_suffix(stats, s) for s in CAS_STATS}
 
 
 def bench_overhead(ctx: dict) -> dict:
@@ -327,89 +411,158 @@ def bench_overhead(ctx: dict) -> dict:
     work.mkdir()
     procs: list[Proc] = []
     section = {"variants": {}, "workloads": [], "notes": [], "misses": []}
+    plan, unpinned = pinning(cfg.no_pin)
+    section["pinning"] = {"plan": plan, "unpinned_reason": unpinned, "processes": {}}
+    if unpinned:
+        log(f"  NOTE: {unpinned}")
+        section["notes"].append(unpinned)
+    extra_workloads = {w["name"] for w in WORKLOADS} if cfg.extra_workloads == "all" else \
+        {s.strip() for s in cfg.extra_workloads.split(",") if s.strip()}
+    section["extra_workloads"] = sorted(extra_workloads)
+    wanted = [v for v in VARIANTS if cfg.variants == "all" or v in cfg.variants.split(",")]
+    own_affinity = os.sched_getaffinity(0)
     try:
+        if plan:
+            # This script too: it only waits during the runs, but keep it off the gateway's CPU.
+            os.sched_setaffinity(0, {int(c) for c in plan["others"].split(",")})
+            section["pinning"]["processes"]["bench/run.py"] = cpus_allowed(os.getpid())
+            section["pinning"]["processes"]["wrk"] = plan["others"] + " (taskset -c)"
         # The collector our filter ships to (SQLite store, as `make run`).
         coll_port, coll_metrics = free_port(), free_port()
-        collector = Proc("collector", [str(ctx["bin"] / "host-collector"),
-                                       "--listen", f"127.0.0.1:{coll_port}",
-                                       "--metrics-listen", f"127.0.0.1:{coll_metrics}",
-                                       "--database-url", f"sqlite://{work}/collector.db",
-                                       "--token", COLLECTOR_TOKEN, "--log-level", "warn"], work)
+        collector = Proc("collector", pinned(plan, "others", [
+            str(ctx["bin"] / "host-collector"), "--listen", f"127.0.0.1:{coll_port}",
+            "--metrics-listen", f"127.0.0.1:{coll_metrics}", "--database-url", f"sqlite://{work}/collector.db",
+            "--token", COLLECTOR_TOKEN, "--log-level", "warn"]), work)
         procs.append(collector)
         wait_until(lambda: http_get(f"http://127.0.0.1:{coll_port}/health")[0] == 200, 30,
                    "host-collector", collector)
+        section["pinning"]["processes"]["host-collector"] = cpus_allowed(collector.pid)
 
         up_port, up_admin = free_port(), free_port()
         (work / "upstream.json").write_text(json.dumps(upstream_config(up_port, up_admin), indent=1))
-        upstream = Proc("upstream", envoy_argv(ctx["envoy"], work / "upstream.json", work / "upstream-envoy.log"), work)
+        upstream = Proc("upstream", pinned(plan, "others", envoy_argv(
+            ctx["envoy"], work / "upstream.json", work / "upstream-envoy.log")), work)
         procs.append(upstream)
         wait_until(lambda: http_get(f"http://127.0.0.1:{up_admin}/ready")[0] == 200, 60, "upstream envoy", upstream)
+        section["pinning"]["processes"]["upstream envoy"] = cpus_allowed(upstream.pid)
 
         gateways = {}
-        for variant in VARIANTS:
+
+        def unavailable(variant: str, reason: str) -> None:
+            section["variants"][variant] = {"label": VARIANTS[variant]["label"], "available": False,
+                                            "reason": reason}
+            section["misses"].append(f"{variant}: not available: {reason}")
+            log(f"  {variant}: NOT AVAILABLE: {reason}")
+
+        for variant in wanted:
+            spec = VARIANTS[variant]
+            wasm = ctx["wasm_files"][spec.get("module", "ours")] if spec["kind"] == "wasm" else None
+            if wasm is not None and not wasm.exists():
+                unavailable(variant, f"{wasm} missing (`make bench-build` builds it)")
+                continue
             port, admin = free_port(), free_port()
             path = work / f"{variant}.json"
             path.write_text(json.dumps(gateway_config(variant, port, admin, up_port, coll_port,
-                                                      ctx["wasm"], work), indent=1))
+                                                      wasm, work), indent=1))
             # Validate first: a runtime missing from this Envoy build is reported, not fatal.
             check = subprocess.run([ctx["envoy"], "--mode", "validate", "-c", str(path),
                                     "--log-level", "warn", "--disable-hot-restart"],
                                    capture_output=True, text=True, timeout=120)
             if check.returncode != 0:
-                reason = next((l.split("] ", 2)[-1] for l in check.stdout.splitlines() + check.stderr.splitlines()
-                               if "compiled without support" in l), None)
-                reason = reason or (check.stdout + check.stderr).strip().splitlines()[-1]
-                section["variants"][variant] = {"label": VARIANTS[variant], "available": False, "reason": reason}
-                section["misses"].append(f"{variant}: not available: {reason}")
-                log(f"  {variant}: NOT AVAILABLE: {reason}")
+                lines = (check.stdout + check.stderr).strip().splitlines() or [f"exit {check.returncode}"]
+                reason = next((l.split("] ", 2)[-1] for l in lines if "compiled without support" in l), lines[-1])
+                unavailable(variant, reason)
                 continue
-            proc = Proc(variant, envoy_argv(ctx["envoy"], path, work / f"{variant}-envoy.log"), work)
+            workers = spec.get("workers", 1)
+            proc = Proc(variant, pinned(plan, "gateway" if workers == 1 else "gateway_2_workers",
+                                        envoy_argv(ctx["envoy"], path, work / f"{variant}-envoy.log", workers)), work)
             procs.append(proc)
-            wait_until(lambda: http_get(f"http://127.0.0.1:{admin}/ready")[0] == 200, 60, f"envoy {variant}", proc)
+            try:
+                wait_until(lambda: http_get(f"http://127.0.0.1:{admin}/ready")[0] == 200, 60, f"envoy {variant}", proc)
+            except RuntimeError as e:
+                unavailable(variant, f"did not start: {str(e).splitlines()[0]}")
+                continue
+            problems = [p for p in (check_response(port, w) for w in WORKLOADS) if p]
+            if problems:
+                # Existing check: every variant must relay the upstream's canned responses intact.
+                unavailable(variant, f"does not relay the canned responses intact: {problems}")
+                section["misses"].append(f"relay: {variant}: {problems}")
+                continue
             gateways[variant] = {"port": port, "admin": admin, "proc": proc}
-            section["variants"][variant] = {"label": VARIANTS[variant], "available": True}
-
-        for w in WORKLOADS:
-            for variant, g in gateways.items():
-                problem = check_response(g["port"], w)
-                if problem:
-                    raise RuntimeError(f"{variant} does not relay the canned response: {problem}")
+            cpus = cpus_allowed(proc.pid)
+            section["variants"][variant] = {"label": spec["label"], "available": True, "workers": workers,
+                                            "extra": bool(spec.get("extra")), "cpus": cpus}
+            if spec["kind"] == "wasm":
+                section["variants"][variant]["module"] = wasm.name
+                section["variants"][variant]["plugin_config"] = plugin_config(variant)
+            section["pinning"]["processes"][f"gateway envoy {variant}"] = cpus
         log(f"  every variant relays the canned responses intact; wrk {cfg.connections} connections "
             f"x {cfg.seconds} s for req/s, 1 connection x {cfg.latency_seconds} s for latency, "
-            f"{cfg.rounds} rounds")
+            f"{cfg.rounds} rounds; extra variants of ours on: {', '.join(sorted(extra_workloads)) or 'none'}")
+        if plan:
+            log("  pinned (taskset -c): gateway Envoy on CPU " + plan["gateway"] + " (2-worker variants on "
+                + plan["gateway_2_workers"] + "), wrk, upstream Envoy, host-collector on CPU " + plan["others"])
 
         body_files = {}
         for w in WORKLOADS:
             body_files[w["name"]] = work / f"body-{w['name']}.json"
             body_files[w["name"]].write_text(w["request"])
+        per_round = sum(len([v for v in gateways if not VARIANTS[v].get("extra") or w["name"] in extra_workloads])
+                        for w in WORKLOADS) * (cfg.seconds + cfg.latency_seconds + 0.25)
+        log(f"  about {per_round:.0f} s per round, {per_round * cfg.rounds / 60:.1f} min for {cfg.rounds} rounds")
 
-        names = list(gateways)
+        others = {"upstream": upstream.pid, "collector": collector.pid}
+        names = {w["name"]: [v for v in gateways if not VARIANTS[v].get("extra") or w["name"] in extra_workloads]
+                 for w in WORKLOADS}
+        cells = {w["name"]: {v: {"load": [], "latency": [], "cas": []} for v in names[w["name"]]} for w in WORKLOADS}
+        # Warm-up (V8 tiers up, pools connect); not recorded.
         for w in WORKLOADS:
-            cells = {v: {"load": [], "latency": []} for v in names}
-            # Warm-up (V8 tiers up, pools connect); not recorded.
-            for v in names:
-                wrk(gateways[v]["port"], w, body_files[w["name"]], cfg.connections, 1, [])
-            for rnd in range(cfg.rounds):
+            for v in names[w["name"]]:
+                try:
+                    wrk(gateways[v]["port"], w, body_files[w["name"]], cfg.connections, 1, {}, plan)
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    section["misses"].append(f"{w['name']}: {v}: warm-up failed: {e}")
+        # Rounds outside, workloads inside: a deadline cut or a disturbance (another build on the
+        # machine) falls on every workload alike. Within a workload the variants' order rotates.
+        for rnd in range(cfg.rounds):
+            for w in WORKLOADS:
+                wl = names[w["name"]]
                 if ctx["past_deadline"]():
                     section["misses"].append(f"{w['name']}: round {rnd + 1} skipped (deadline)")
-                    break
-                order = names[rnd % len(names):] + names[:rnd % len(names)]  # rotate: no fixed position
+                    continue
+                order = wl[rnd % len(wl):] + wl[:rnd % len(wl)]  # rotate: no fixed position
                 line = []
+                round_started = time.monotonic()
                 for v in order:
                     g = gateways[v]
-                    pids = [g["proc"].pid, upstream.pid, collector.pid]
-                    load = wrk(g["port"], w, body_files[w["name"]], cfg.connections, cfg.seconds, pids)
-                    lat = wrk(g["port"], w, body_files[w["name"]], 1, cfg.latency_seconds, pids)
-                    cells[v]["load"].append(load)
-                    cells[v]["latency"].append(lat)
-                    line.append(f"{v} {load['rps']:.0f} req/s p50 {lat['p50_us']}us")
-                log(f"  {w['name']} round {rnd + 1}: " + " | ".join(line))
-            section["workloads"].append(summarize_workload(w, cells, names))
+                    if g["proc"].popen.poll() is not None:
+                        section["misses"].append(f"{w['name']}: {v}: gateway exited ({g['proc'].popen.returncode})")
+                        continue
+                    pids = {"gateway": g["proc"].pid, **others}
+                    try:
+                        before = cas_snapshot(g["admin"])
+                        load = wrk(g["port"], w, body_files[w["name"]], cfg.connections, cfg.seconds, pids, plan)
+                        lat = wrk(g["port"], w, body_files[w["name"]], 1, cfg.latency_seconds, pids, plan)
+                        after = cas_snapshot(g["admin"])
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        section["misses"].append(f"{w['name']}: {v}: round {rnd + 1} failed: {e}")
+                        continue
+                    cell = cells[w["name"]][v]
+                    cell["load"].append(load)
+                    cell["latency"].append(lat)
+                    cell["cas"].append({s: after[s] - before[s] for s in CAS_STATS}
+                                       | {"requests": load["requests"] + lat["requests"]})
+                    line.append(f"{v} {load['rps']:.0f} req/s "
+                                f"{1e6 * load['cpu_s']['gateway'] / max(load['requests'], 1):.0f}us/req "
+                                f"p99 {lat['p99_us']}us")
+                log(f"  round {rnd + 1} {w['name']} ({time.monotonic() - round_started:.0f} s): " + " | ".join(line))
+        for w in WORKLOADS:
+            section["workloads"].append(summarize_workload(w, cells[w["name"]], names[w["name"]]))
 
         # Filter health after the run: every event accounted for. Give the last batches (flushed
         # every second) up to 5 s to leave.
         for v, g in gateways.items():
-            if not v.startswith("wasm-"):
+            if VARIANTS[v]["kind"] != "wasm" or VARIANTS[v].get("module", "ours") != "ours":
                 continue
             for _ in range(50):
                 stats = envoy_stats(g["admin"], "mcp_filter")
@@ -440,36 +593,64 @@ def bench_overhead(ctx: dict) -> dict:
     finally:
         for p in reversed(procs):
             p.stop()
+        os.sched_setaffinity(0, own_affinity)
+
+
+# Per-row figures that get ratios to the no-filter and the no-op variants.
+RATIO_KEYS = ("envoy_cpu_us_per_req", "rps", "p50_us", "p99_us")
 
 
 def summarize_workload(w: dict, cells: dict, names: list[str]) -> dict:
     rows = {}
     for v in names:
-        loads, lats = cells[v]["load"], cells[v]["latency"]
+        loads, lats, cas = cells[v]["load"], cells[v]["latency"], cells[v]["cas"]
         if not loads:
             continue
         reqs = sum(r["requests"] for r in loads) or 1
+        cas_requests = sum(c["requests"] for c in cas) or 1
         rows[v] = {
+            # PRIMARY: the gateway Envoy's (the process under test) CPU time per request under load.
+            "envoy_cpu_us_per_req": median([1e6 * r["cpu_s"]["gateway"] / max(r["requests"], 1) for r in loads]),
             "rps": median([r["rps"] for r in loads]),
             "p50_us": median([r["p50_us"] for r in lats]),
             "p99_us": median([r["p99_us"] for r in lats]),
             "p99_loaded_us": median([r["p99_us"] for r in loads]),
-            # Envoy (the gateway under test) CPU per request, first pid of each run.
-            "envoy_cpu_us_per_req": median([1e6 * list(r["cpu_s"].values())[0] / max(r["requests"], 1)
-                                            for r in loads]),
+            "upstream_cpu_us_per_req": median([1e6 * r["cpu_s"]["upstream"] / max(r["requests"], 1) for r in loads]),
+            "collector_cpu_us_per_req": median([1e6 * r["cpu_s"]["collector"] / max(r["requests"], 1) for r in loads]),
+            "wrk_cpu_us_per_req": median([1e6 * r["wrk_cpu_s"] / max(r["requests"], 1) for r in loads]),
             "errors": sum(r["errors_connect"] + r["errors_read"] + r["errors_write"] + r["errors_timeout"]
                           for r in loads + lats),
             "status_errors": sum(r["errors_status"] for r in loads + lats),
             "requests": reqs,
             "all_requests": sum(r["requests"] for r in loads + lats),
             "other_cores": median([r["other_cores"] for r in loads]),
-            "rounds": [{"rps": r["rps"], "p50_us": l["p50_us"], "p99_us": l["p99_us"]} for r, l in zip(loads, lats)],
+            # Cores kept busy under load: the gateway under test, and the load side (wrk, the
+            # upstream Envoy, host-collector: the other CPU when pinned). A load side near 1.00
+            # means req/s is bounded by the load generator's CPU, not by the gateway.
+            "gateway_cores": median([r["cpu_s"]["gateway"] / r["elapsed_s"] for r in loads]),
+            "load_side_cores": median([(r["cpu_s"]["upstream"] + r["cpu_s"]["collector"] + r["wrk_cpu_s"])
+                                       / r["elapsed_s"] for r in loads]),
+            # Summed over the measured runs (load and latency) and over the workers.
+            "cas_retries": sum(c["mcp_filter_cas_retries"] for c in cas),
+            "cas_lost_updates": sum(c["mcp_filter_cas_lost_updates"] for c in cas),
+            "cas_retries_per_1k_req": 1000 * sum(c["mcp_filter_cas_retries"] for c in cas) / cas_requests,
+            "rounds": [{"rps": r["rps"], "cpu_us_per_req": 1e6 * r["cpu_s"]["gateway"] / max(r["requests"], 1),
+                        "p50_us": l["p50_us"], "p99_us": l["p99_us"]} for r, l in zip(loads, lats)],
         }
-    base = rows.get("none", {})
+    none, noop = rows.get("none", {}), rows.get("noop", {})
     for v, r in rows.items():
-        for k in ("rps", "p50_us", "p99_us", "envoy_cpu_us_per_req"):
-            r[k + "_ratio"] = ratio(r[k], base.get(k))
+        for k in RATIO_KEYS:
+            r[k + "_ratio"] = ratio(r[k], none.get(k))        # to no filter
+            r[k + "_ratio_noop"] = ratio(r[k], noop.get(k))   # to the no-op wasm filter
+        r["envoy_cpu_us_added_over_noop"] = difference(r["envoy_cpu_us_per_req"], noop.get("envoy_cpu_us_per_req"))
+        r["p99_us_added_over_noop"] = difference(r["p99_us"], noop.get("p99_us"))
     return {"name": w["name"], "what": w["what"], "expected_status": w["status"], "rows": rows}
+
+
+def difference(value, base):
+    if value is None or base is None:
+        return None
+    return value - base
 
 
 # ---------------------------------------------------------------------------------------------
@@ -805,55 +986,34 @@ def fmt_us(v) -> str:
     return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs"
 
 
+def fmt_signed(v) -> str:
+    return "n/a" if v is None else f"{v:+,.0f}"
+
+
+def fmt_signed_us(v) -> str:
+    if v is None:
+        return "n/a"
+    return ("+" if v >= 0 else "−") + fmt_us(abs(v))
+
+
 def report(results: dict) -> str:
     meta = results["meta"]
+    a = meta["args"]
     out = [f"Run {meta['started']} on {meta['cpus']} CPUs (shared), commit {meta['commit']}; "
            f"{meta['envoy_version']}; load average {meta['loadavg_start']} at start, "
            f"{meta.get('loadavg_end', 'n/a')} at end; `make bench` measurement took "
-           f"{meta.get('seconds', 0):.0f} s.", ""]
+           f"{meta.get('seconds', 0):.0f} s ({a['rounds']} rounds; wrk {a['seconds']} s for req/s and CPU, "
+           f"{a['latency_seconds']} s for latency).", ""]
+    sizes = meta.get("wasm_bytes", {})
+    if sizes:
+        out += ["Wasm files: " + ", ".join(f"`{k}` {fmt(v, ' bytes') if v is not None else 'missing'}"
+                                          for k, v in sizes.items()) + ".", ""]
     ov = results.get("overhead")
     if ov:
-        a = results["meta"]["args"]
-        out += ["### 1. Filter overhead (Envoy, 1 worker)", "",
-                f"Static upstream: a second Envoy answering with canned JSON-RPC responses (direct_response). "
-                f"req/s: wrk, {a['connections']} connections, {a['seconds']} s; p50/p99: 1 connection, "
-                f"{a['latency_seconds']} s; medians of {a['rounds']} interleaved rounds (variants rotated each "
-                f"round). Ratios are to the no-filter run of the same workload. CPU/req: the gateway Envoy's "
-                f"CPU time per request under load. Other load: cores kept busy by other processes during the runs.", ""]
-        for v, info in ov["variants"].items():
-            if not info.get("available", True):
-                out.append(f"- **{v}** ({info['label']}): not measured: {info['reason']}")
-        out += ["", "| workload | variant | req/s | ratio | p50 | ratio | p99 | ratio | CPU/req | ratio | errors |",
-                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for w in ov["workloads"]:
-            for v, r in w["rows"].items():
-                errs = f"{r['errors']}"
-                if w["expected_status"] >= 400:
-                    errs += f" ({r['status_errors']} x {w['expected_status']}, expected)"
-                elif r["status_errors"]:
-                    errs += f" + {r['status_errors']} bad status"
-                out.append(f"| {w['name']} | {v} | {fmt(r['rps'])} | {fmt_ratio(r['rps_ratio'])} | "
-                           f"{fmt_us(r['p50_us'])} | {fmt_ratio(r['p50_us_ratio'])} | {fmt_us(r['p99_us'])} | "
-                           f"{fmt_ratio(r['p99_us_ratio'])} | {fmt_us(r['envoy_cpu_us_per_req'])} | "
-                           f"{fmt_ratio(r['envoy_cpu_us_per_req_ratio'])} | {errs} |")
-        others = [r["other_cores"] for w in ov["workloads"] for r in w["rows"].values()]
-        out += ["", f"Other load during these runs: median {fmt(median(others), ' cores', 2)} busy outside the benchmark."]
-        out += [f"- {n}" for n in ov["notes"]]
-        out.append("")
+        out += overhead_report(results, ov)
     fu = results.get("fuel")
     if fu:
-        out += ["### 2. Wasm cost (wasmtime fuel, deterministic)", "",
-                f"`examples/wasm_fuel.rs` in the wasmtime test host, filter `{Path(fu['wasm']).name}` "
-                f"({fu['wasm_bytes']:,} bytes). Lifecycle: request headers, body, response headers, body, "
-                f"on_log; shipping: ticks and batch callouts to the collector, per request at 1000 req/s.", "",
-                "| workload | lifecycle fuel | shipping fuel/request | total fuel/request | events/request |",
-                "| --- | ---: | ---: | ---: | --- |"]
-        for r in fu["fuel"]:
-            events = ", ".join(f"{k}" + (f" x{v:g}" if v != 1 else "")
-                               for k, v in r.get("events_shipped_per_request", {}).items())
-            out.append(f"| {r['workload']} | {r['lifecycle_fuel_mean']:,} | {r['shipping_fuel_per_request']:,} | "
-                       f"{r['total_fuel_per_request']:,} | {r['events_per_request']:g}: {events} |")
-        out.append("")
+        out += fuel_report(fu)
     co = results.get("collector")
     if co:
         out += ["### 3. Collector", ""]
@@ -888,8 +1048,10 @@ def report(results: dict) -> str:
         if cb.get("pipeline"):
             out += [f"collector-bench full pipeline: {cb['pipeline']}"]
         out.append("")
-    out += ["### 4. Memory", "", "| what | measured | budget / cap | ratio | check |", "| --- | --- | ---: | ---: | --- |"]
     mem = (co or {}).get("collector_bench", {}).get("memory")
+    if mem or (fu or {}).get("memory"):
+        out += ["### 4. Memory", "", "| what | measured | budget / cap | ratio | check |",
+                "| --- | --- | ---: | ---: | --- |"]
     if mem:
         out.append(f"| host-collector peak RSS, database down, ~5.4x the budget sent ({mem['dropped']:,} events "
                    f"dropped oldest-first) | {mem['peak_rss_mib']:.1f} MiB (idle {mem['idle_rss_mib']:.1f}, queue "
@@ -908,9 +1070,145 @@ def report(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def overhead_report(results: dict, ov: dict) -> list[str]:
+    a = results["meta"]["args"]
+    pin = ov.get("pinning", {})
+    plan = pin.get("plan")
+    if plan:
+        pinned_text = (f"Pinned with `taskset -c`: the gateway Envoy under test on CPU {plan['gateway']} "
+                       f"(the 2-worker variants on CPUs {plan['gateway_2_workers']}), wrk, the upstream Envoy and "
+                       f"host-collector on CPU {plan['others']}, the same for every variant.")
+    else:
+        pinned_text = f"**Not pinned**: {pin.get('unpinned_reason', 'unknown')}."
+    extra = ", ".join(ov.get("extra_workloads", [])) or "no workload"
+    out = ["### 1. Filter overhead (Envoy, 1 worker unless stated)", "",
+           f"Static upstream: a second Envoy answering with canned JSON-RPC responses (direct_response). "
+           f"{pinned_text} **CPU/req** (the primary figure): the gateway Envoy's CPU time (from /proc) per "
+           f"request under load. req/s: wrk, {a['connections']} connections, {a['seconds']} s; p50/p99: "
+           f"1 connection, {a['latency_seconds']} s; medians of {a['rounds']} interleaved rounds (variants "
+           f"rotated each round). Ratios (÷) and differences (+) are to the no-filter run (`none`) and to the "
+           f"no-op wasm filter run (`noop`) of the same workload. The variants of our filter beyond the default "
+           f"configuration run on {extra} only (time budget).", ""]
+    for v, info in ov["variants"].items():
+        if info.get("available", True):
+            out.append(f"- `{v}`: {info['label']}")
+    for v, info in ov["variants"].items():
+        if not info.get("available", True):
+            out.append(f"- `{v}` ({info['label']}): **not measured**: {info['reason']}")
+    out += ["", "CPU and throughput (16 connections):", "",
+            "| workload | variant | **CPU/req** | ÷ none | ÷ noop | + noop | req/s | ÷ none | ÷ noop | "
+            "cores busy: gateway / load side | errors |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for w in ov["workloads"]:
+        for v, r in w["rows"].items():
+            errs = f"{r['errors']}"
+            if w["expected_status"] >= 400:
+                errs += f" ({r['status_errors']} x {w['expected_status']}, expected)"
+            elif r["status_errors"]:
+                errs += f" + {r['status_errors']} bad status"
+            out.append(f"| {w['name']} | {v} | **{fmt_us(r['envoy_cpu_us_per_req'])}** | "
+                       f"{fmt_ratio(r['envoy_cpu_us_per_req_ratio'])} | {fmt_ratio(r['envoy_cpu_us_per_req_ratio_noop'])} | "
+                       f"{fmt_signed_us(r['envoy_cpu_us_added_over_noop'])} | {fmt(r['rps'])} | "
+                       f"{fmt_ratio(r['rps_ratio'])} | {fmt_ratio(r['rps_ratio_noop'])} | "
+                       f"{fmt(r['gateway_cores'], '', 2)} / {fmt(r['load_side_cores'], '', 2)} | {errs} |")
+    out += ["", "Latency (1 connection):", "",
+            "| workload | variant | p50 | ÷ none | ÷ noop | p99 | ÷ none | ÷ noop | + noop |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for w in ov["workloads"]:
+        for v, r in w["rows"].items():
+            out.append(f"| {w['name']} | {v} | {fmt_us(r['p50_us'])} | {fmt_ratio(r['p50_us_ratio'])} | "
+                       f"{fmt_ratio(r['p50_us_ratio_noop'])} | {fmt_us(r['p99_us'])} | {fmt_ratio(r['p99_us_ratio'])} | "
+                       f"{fmt_ratio(r['p99_us_ratio_noop'])} | {fmt_signed_us(r['p99_us_added_over_noop'])} |")
+    two = [(w, w["rows"].get(BREAKER_OFF), w["rows"].get(BREAKER_ON)) for w in ov["workloads"]
+           if w["rows"].get(BREAKER_OFF) or w["rows"].get(BREAKER_ON)]
+    if two:
+        out += ["", f"2 Envoy workers (the gateway on both CPUs, wrk and the rest still on CPU "
+                    f"{(plan or {}).get('others', '1')}): the circuit breaker's cost, its shared-data "
+                    f"compare-and-swap contention between the workers (`mcp_filter_cas_retries`, "
+                    f"`mcp_filter_cas_lost_updates`, summed over workers, measured runs only). Compare these two "
+                    f"with each other, not with the 1-worker rows.", "",
+                "| workload | variant | req/s | ÷ breaker off | CPU/req | cas_retries / 1,000 req | cas_lost_updates |",
+                "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for w, off, on in two:
+            for v, r in ((BREAKER_OFF, off), (BREAKER_ON, on)):
+                if r is None:
+                    continue
+                out.append(f"| {w['name']} | {v} | {fmt(r['rps'])} | {fmt_ratio(ratio(r['rps'], (off or {}).get('rps')))} | "
+                           f"{fmt_us(r['envoy_cpu_us_per_req'])} | {fmt(r['cas_retries_per_1k_req'], '', 2)} | "
+                           f"{r['cas_lost_updates']:,} |")
+    others = [r["other_cores"] for w in ov["workloads"] for r in w["rows"].values()]
+    out += ["", f"Other load during these runs: median {fmt(median(others), ' cores', 2)} busy outside the benchmark."]
+    procs = pin.get("processes", {})
+    if procs:
+        out.append("CPUs each process was allowed (read back from /proc): "
+                   + "; ".join(f"{k} {v}" for k, v in procs.items()) + ".")
+    out += [f"- {n}" for n in ov["notes"]]
+    out += [f"- MISS: {m}" for m in ov.get("misses", [])]
+    out.append("")
+    return out
+
+
+PHASE_NAMES = ("request_headers", "request_body", "response_headers", "response_body", "end")
+
+
+def fuel_report(fu: dict) -> list[str]:
+    out = ["### 2. Wasm cost (wasmtime fuel, deterministic)", "",
+           f"`examples/wasm_fuel.rs` in the wasmtime test host, filter `{Path(fu['wasm']).name}` "
+           f"({fu['wasm_bytes']:,} bytes), default configuration plus a collector. Lifecycle: request headers, "
+           f"body, response headers, body, stream end (on_done/on_log/on_delete); shipping: ticks and batch "
+           f"callouts to the collector, per request at 1000 req/s.", "",
+           "| workload | lifecycle fuel | shipping fuel/request | total fuel/request | events/request |",
+           "| --- | ---: | ---: | ---: | --- |"]
+    for r in fu["fuel"]:
+        events = ", ".join(f"{k}" + (f" x{v:g}" if v != 1 else "")
+                           for k, v in r.get("events_shipped_per_request", {}).items())
+        out.append(f"| {r['workload']} | {r['lifecycle_fuel_mean']:,} | {r['shipping_fuel_per_request']:,} | "
+                   f"{r['total_fuel_per_request']:,} | {r['events_per_request']:g}: {events} |")
+    if any(r.get("lifecycle_fuel_by_phase") for r in fu["fuel"]):
+        out += ["", "Lifecycle fuel by phase (default configuration, mean per request):", "",
+                "| workload | " + " | ".join(PHASE_NAMES) + " | lifecycle |",
+                "| --- | " + " | ".join("---:" for _ in PHASE_NAMES) + " | ---: |"]
+        for r in fu["fuel"]:
+            ph = r.get("lifecycle_fuel_by_phase") or {}
+            out.append(f"| {r['workload']} | " + " | ".join(fmt(ph.get(p)) for p in PHASE_NAMES)
+                       + f" | {r['lifecycle_fuel_mean']:,} |")
+    variants = {name: rows for name, rows in (fu.get("fuel_variants") or {}).items() if isinstance(rows, list)}
+    if variants:
+        base = {r["workload"]: r for r in fu["fuel"]}
+        out += ["", "Configuration variants (`fuel_variants`; ÷ default: to the default configuration's row above):", "",
+                "| variant | workload | lifecycle fuel | ÷ default | + default | shipping fuel/request | ÷ default | "
+                "total fuel/request | events/request |",
+                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, rows in variants.items():
+            for r in rows or []:
+                b = base.get(r.get("workload"), {})
+                out.append(f"| {name} | {r.get('workload')} | {fmt(r.get('lifecycle_fuel_mean'))} | "
+                           f"{fmt_ratio(ratio(r.get('lifecycle_fuel_mean'), b.get('lifecycle_fuel_mean')))} | "
+                           f"{fmt_signed(difference(r.get('lifecycle_fuel_mean'), b.get('lifecycle_fuel_mean')))} | "
+                           f"{fmt(r.get('shipping_fuel_per_request'))} | "
+                           f"{fmt_ratio(ratio(r.get('shipping_fuel_per_request'), b.get('shipping_fuel_per_request')))} | "
+                           f"{fmt(r.get('total_fuel_per_request'))} | {fmt(r.get('events_per_request'), '', 2)} |")
+        if any((r or {}).get("lifecycle_fuel_by_phase") for rows in variants.values() for r in rows or []):
+            out += ["", "| variant | workload | " + " | ".join(PHASE_NAMES) + " |",
+                    "| --- | --- | " + " | ".join("---:" for _ in PHASE_NAMES) + " |"]
+            for name, rows in variants.items():
+                for r in rows or []:
+                    ph = r.get("lifecycle_fuel_by_phase") or {}
+                    out.append(f"| {name} | {r.get('workload')} | " + " | ".join(fmt(ph.get(p)) for p in PHASE_NAMES) + " |")
+    else:
+        out += ["", "No configuration variants in this wasm_fuel output (`fuel_variants` absent)."]
+    out.append("")
+    return out
+
+
 def check_text(results: dict, key: str) -> str:
     c = next((c for c in results["checks"] if c.get("key") == key), None)
     return "n/a" if c is None else ("ok" if c["ok"] else "**MISS**")
+
+
+def overhead_row(ov: dict, workload: str, variant: str) -> dict | None:
+    w = next((w for w in ov.get("workloads", []) if w["name"] == workload), None)
+    return (w or {}).get("rows", {}).get(variant)
 
 
 def checks(results: dict) -> list[dict]:
@@ -919,8 +1217,15 @@ def checks(results: dict) -> list[dict]:
     def add(key, what, ok, detail):
         out.append({"key": key, "what": what, "ok": bool(ok), "detail": detail})
 
+    def not_measured(*names):
+        return "not measured (" + ", ".join(n for n in names) + " missing from this run)"
+
     ov = results.get("overhead")
     if ov:
+        pin = ov.get("pinning", {})
+        add("pinned", "gateway Envoy pinned to its own CPU, everything else to the other", pin.get("plan") is not None,
+            "gateway " + str((pin.get("plan") or {}).get("gateway")) + ", others " + str((pin.get("plan") or {}).get("others"))
+            if pin.get("plan") else pin.get("unpinned_reason", "not pinned"))
         for v, info in ov["variants"].items():
             if not info.get("available", True):
                 add("variant_" + v, f"{v} measured", False, info["reason"])
@@ -938,9 +1243,49 @@ def checks(results: dict) -> list[dict]:
                     lost == 0 and sum(ev["dropped"].values()) == 0,
                     f"emitted {ev['emitted']}, shipped {ev['shipped']}, dropped {ev['dropped']}, "
                     f"still buffered {lost}")
-        for m in ov.get("misses", []):
-            if "skipped" in m:
-                add("overhead_deadline", "all Envoy rounds ran", False, m)
+        lost_rounds = [m for m in ov.get("misses", []) if "skipped" in m or "failed" in m or "exited" in m]
+        if lost_rounds:
+            add("overhead_rounds", "all Envoy rounds ran", False, "; ".join(lost_rounds))
+
+        # Issue 14 figures: our filter (default configuration) against the no-op wasm filter.
+        for wl, target, goal in (("json", 0.90, 0.95), ("sse", 0.80, None), ("batch", 0.80, None)):
+            ours, noop = overhead_row(ov, wl, "wasm-v8"), overhead_row(ov, wl, "noop")
+            what = f"{wl}: req/s of ours (wasm-v8) >= {target:.2f}x the no-op filter" + (
+                f" (goal {goal:.2f}x)" if goal else "")
+            if not ours or not noop:
+                add(f"rps_vs_noop_{wl}", what, False, not_measured("wasm-v8" if not ours else "noop"))
+                continue
+            r = ratio(ours["rps"], noop["rps"])
+            detail = f"{ours['rps']:,.0f} vs {noop['rps']:,.0f} req/s = {fmt_ratio(r)}"
+            if goal:
+                detail += f"; goal {goal:.2f}x {'met' if r >= goal else 'not met'}"
+            add(f"rps_vs_noop_{wl}", what, r >= target, detail)
+        ours, noop = overhead_row(ov, "json", "wasm-v8"), overhead_row(ov, "json", "noop")
+        if ours and noop:
+            added = ours["envoy_cpu_us_added_over_noop"]
+            add("cpu_added_json", "json: gateway CPU/request added over the no-op filter <= 15 µs", added <= CPU_ADDED_US,
+                f"{ours['envoy_cpu_us_per_req']:.1f} µs vs {noop['envoy_cpu_us_per_req']:.1f} µs = {added:+.1f} µs")
+            added = ours["p99_us_added_over_noop"]
+            add("p99_json", "json: p99 with one connection <= the no-op filter's + 0.5 ms", added <= P99_ADDED_US,
+                f"{fmt_us(ours['p99_us'])} vs {fmt_us(noop['p99_us'])} = {fmt_signed_us(added)}")
+        else:
+            missing = "wasm-v8" if not ours else "noop"
+            add("cpu_added_json", "json: gateway CPU/request added over the no-op filter <= 15 µs", False, not_measured(missing))
+            add("p99_json", "json: p99 with one connection <= the no-op filter's + 0.5 ms", False, not_measured(missing))
+        pairs = [(w["name"], w["rows"].get(BREAKER_OFF), w["rows"].get(BREAKER_ON)) for w in ov["workloads"]]
+        pairs = [p for p in pairs if p[1] or p[2]]
+        what = f"2 workers: req/s with the breaker on >= {BREAKER_RPS_RATIO:.2f}x breaker off"
+        if not pairs:
+            add("breaker_2w", what, False, not_measured(BREAKER_OFF, BREAKER_ON))
+        for wl, off, on in pairs:
+            if not off or not on:
+                add(f"breaker_2w_{wl}", f"{wl}: {what}", False, not_measured(BREAKER_OFF if not off else BREAKER_ON))
+                continue
+            r = ratio(on["rps"], off["rps"])
+            add(f"breaker_2w_{wl}", f"{wl}: {what}", r >= BREAKER_RPS_RATIO,
+                f"{on['rps']:,.0f} vs {off['rps']:,.0f} req/s = {fmt_ratio(r)}; cas_retries "
+                f"{on['cas_retries_per_1k_req']:.2f} per 1,000 requests ({on['cas_retries']:,} in "
+                f"{on['all_requests']:,}), cas_lost_updates {on['cas_lost_updates']:,}")
     fu = results.get("fuel")
     if fu:
         for m in fu["memory"]:
@@ -956,7 +1301,26 @@ def checks(results: dict) -> list[dict]:
             else:
                 add(key, "filter memory steady with the collector up", m["dropped_buffer_full"] == 0,
                     f"{m['memory_final_bytes'] / MIB:.2f} MiB after {m['requests']:,} requests, nothing dropped")
+        rows = {r["workload"]: r for r in fu["fuel"]}
+        for wl, limit in LIFECYCLE_FUEL.items():
+            what = f"{wl}: wasm fuel per request lifecycle <= {limit:,}"
+            r = rows.get(wl)
+            if r is None:
+                add(f"fuel_{wl}", what, False, "workload missing from the wasm_fuel output")
+                continue
+            ph = r.get("lifecycle_fuel_by_phase") or {}
+            add(f"fuel_{wl}", what, r["lifecycle_fuel_mean"] <= limit,
+                f"{r['lifecycle_fuel_mean']:,} ({r['lifecycle_fuel_mean'] / limit:.1f}x the target)"
+                + (" = " + " + ".join(f"{p} {ph[p]:,}" for p in PHASE_NAMES if p in ph) if ph else ""))
+        r = rows.get("json")
+        if r is not None:
+            add("fuel_shipping", f"json: shipping fuel per request <= {SHIPPING_FUEL:,}",
+                r["shipping_fuel_per_request"] <= SHIPPING_FUEL,
+                f"{r['shipping_fuel_per_request']:,} (other workloads, for reference: "
+                + ", ".join(f"{k} {v['shipping_fuel_per_request']:,}" for k, v in rows.items() if k != "json") + ")")
         trapped = [r["workload"] for r in fu["fuel"] if r["trapped"]]
+        trapped += [f"{name}/{r.get('workload')}" for name, vrows in (fu.get("fuel_variants") or {}).items()
+                    if isinstance(vrows, list) for r in vrows if r.get("trapped")]
         add("fuel_traps", "no trap in the fuel runs", not trapped, "none" if not trapped else str(trapped))
     co = results.get("collector")
     if co:
@@ -1003,7 +1367,8 @@ def git_commit() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "host-collector", "Cargo.lock"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "host-collector", "bench/noop-filter",
+                                "Cargo.lock"],
                                cwd=ROOT, capture_output=True, text=True).stdout.strip()
         return rev + (" (+ uncommitted changes)" if dirty else "")
     except OSError:
@@ -1017,10 +1382,17 @@ def main() -> int:
     p.add_argument("--only", default="fuel,overhead,collector", help="comma-separated sections")
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 5)))
     p.add_argument("--connections", type=int, default=16)
-    p.add_argument("--seconds", type=int, default=3)
-    p.add_argument("--latency-seconds", type=int, default=2)
+    p.add_argument("--seconds", type=int, default=2, help="wrk seconds per load run (req/s, CPU/request)")
+    p.add_argument("--latency-seconds", type=int, default=2, help="wrk seconds per 1-connection run (p50/p99)")
     p.add_argument("--collector-rows", type=int, default=30000)
     p.add_argument("--single-rows", type=int, default=1000)
+    p.add_argument("--variants", default="all",
+                   help="comma-separated overhead variants to run (default all): " + ", ".join(VARIANTS))
+    p.add_argument("--extra-workloads", default="json",
+                   help="workloads that also run the extra variants of our filter (upstream, all levels, "
+                        "2 workers): comma-separated names or `all` (default json)")
+    p.add_argument("--no-pin", action="store_true",
+                   help="do not pin the processes to CPUs (taskset), for comparison")
     p.add_argument("--readme", action="store_true", help="replace the Benchmarks block of README.md")
     p.add_argument("--out", default=str(BENCH), help="directory for results.md and results.json")
     p.add_argument("--started-at", type=float, default=None,
@@ -1037,18 +1409,29 @@ def main() -> int:
         "bin": target / "release",
         "fuel_bin": target / "debug/examples/wasm_fuel",
         "wasm": target / "wasm32-wasip1/wasm/mcp_filter.wasm",
+        "wasm_files": {"ours": target / "wasm32-wasip1/wasm/mcp_filter.wasm",
+                       "noop": target / "wasm32-wasip1/wasm/noop_filter.wasm"},
         "past_deadline": lambda: time.monotonic() - started > DEADLINE_S,
     }
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [v for v in args.variants.split(",") if args.variants != "all" and v not in VARIANTS]
+    if unknown:
+        log(f"error: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+        return 2
     need = {"wrk": "overhead", "mysql": "collector", "sqlite3": "collector"}
     for tool, sec in need.items():
         if sec in sections and not shutil.which(tool):
             log(f"error: `{tool}` not found (needed by the {sec} section)")
             return 2
-    for path in [ctx["wasm"], ctx["bin"] / "host-collector", ctx["bin"] / "collector-bench", ctx["fuel_bin"]]:
-        if not path.exists():
-            log(f"error: {path} missing: run `make bench` (it builds everything first)")
-            return 2
+    # What each section cannot run without (a missing wasm module only makes its variants
+    # unavailable in the overhead section, reported as such).
+    need_files = {"fuel": [ctx["wasm"], ctx["fuel_bin"]], "overhead": [ctx["bin"] / "host-collector"],
+                  "collector": [ctx["bin"] / "host-collector", ctx["bin"] / "collector-bench"]}
+    for sec in sections:
+        for path in need_files.get(sec, []):
+            if not path.exists():
+                log(f"error: {path} missing: run `make bench` (it builds everything first)")
+                return 2
     envoy_version = subprocess.run([args.envoy, "--version"], capture_output=True, text=True).stdout.strip()
     results = {"meta": {
         "started": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -1057,6 +1440,8 @@ def main() -> int:
         "envoy_version": "Envoy " + (envoy_version.split("version: ")[-1] or "?"),
         "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "args": {k: v for k, v in vars(args).items() if k not in ("out",)},
+        "wasm_bytes": {path.name: (path.stat().st_size if path.exists() else None)
+                       for path in ctx["wasm_files"].values()},
     }}
     log(f"== make bench: {results['meta']['started']}, {results['meta']['cpus']} CPUs, load average "
         f"{results['meta']['loadavg_start']}, {results['meta']['envoy_version']}")
