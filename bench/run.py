@@ -65,6 +65,7 @@ P99_ADDED_US = 500.0              # json: p99 with one connection over the no-op
 BREAKER_RPS_RATIO = 0.95          # 2 workers: req/s with the breaker on, to breaker off
 LIFECYCLE_FUEL = {"json": 25_000, "sse": 40_000, "batch": 60_000}  # wasm fuel per request lifecycle
 SHIPPING_FUEL = 1_500             # wasm fuel per request for shipping its events (json)
+QUIET_CORES = 0.10                # other processes' load during the Envoy runs, to trust p99 and req/s
 
 
 def log(msg: str) -> None:
@@ -1125,8 +1126,9 @@ def overhead_report(results: dict, ov: dict) -> list[str]:
         out += ["", f"2 Envoy workers (the gateway on both CPUs, wrk and the rest still on CPU "
                     f"{(plan or {}).get('others', '1')}): the circuit breaker's cost, its shared-data "
                     f"compare-and-swap contention between the workers (`mcp_filter_cas_retries`, "
-                    f"`mcp_filter_cas_lost_updates`, summed over workers, measured runs only). Compare these two "
-                    f"with each other, not with the 1-worker rows.", "",
+                    f"`mcp_filter_cas_lost_updates`, summed over workers, measured runs only). Breaker off is the "
+                    f"default configuration (no `upstream` key, so no health tracking either); breaker on adds "
+                    f"`\"upstream\": {{}}`. Compare these two with each other, not with the 1-worker rows.", "",
                 "| workload | variant | req/s | ÷ breaker off | CPU/req | cas_retries / 1,000 req | cas_lost_updates |",
                 "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         for w, off, on in two:
@@ -1243,6 +1245,14 @@ def checks(results: dict) -> list[dict]:
                     lost == 0 and sum(ev["dropped"].values()) == 0,
                     f"emitted {ev['emitted']}, shipped {ev['shipped']}, dropped {ev['dropped']}, "
                     f"still buffered {lost}")
+        # Pinned processes cannot move away from another build on their CPU: then p99 (and less so
+        # req/s) measures the scheduler, while CPU per request mostly holds.
+        others = median([r["other_cores"] for w in ov["workloads"] for r in w["rows"].values()])
+        if others is not None:
+            add("quiet", f"machine quiet during the Envoy runs (other processes <= {QUIET_CORES} cores, median)",
+                others <= QUIET_CORES, f"{others:.2f} cores busy outside the benchmark"
+                + ("" if others <= QUIET_CORES else "; p99 and req/s are disturbed, CPU/req much less: rerun on a "
+                                                    "quiet machine before reading the latency checks"))
         lost_rounds = [m for m in ov.get("misses", []) if "skipped" in m or "failed" in m or "exited" in m]
         if lost_rounds:
             add("overhead_rounds", "all Envoy rounds ran", False, "; ".join(lost_rounds))
