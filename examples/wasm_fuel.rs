@@ -14,112 +14,21 @@
 //!   fails), against the event buffer cap `collector.buffer_bytes`, with the collector up as a
 //!   reference. Linear memory never shrinks, so the last sample is the peak.
 
-use proxy_wasm_test_host::{headers, Vm, VmOptions, World};
+mod support;
+
+use proxy_wasm_test_host::{Vm, World};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::{default_wasm, lifecycle, load, plugin_config, workloads, Result, Workload, PHASES};
 
-const WORKLOADS: &str = include_str!("../bench/workloads.json");
-const COLLECTOR_TOKEN: &str = "bench-collector-token-0123456789";
 /// Requests measured per workload (after the warm-up); the figures are exact means.
 const MEASURED: u64 = 200;
 const WARMUP: u64 = 20;
 /// Simulated request rate: the clock advances 1 ms per request and the root context ticks every
 /// 100 requests, as Envoy's 100 ms tick would at 1000 requests/s.
 const TICK_EVERY: u64 = 100;
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-struct Workload {
-    name: String,
-    path: String,
-    request: String,
-    status: u16,
-    content_type: String,
-    response: String,
-}
-
-fn workloads() -> Result<Vec<Workload>> {
-    let doc: Value = serde_json::from_str(WORKLOADS)?;
-    let list = doc["workloads"]
-        .as_array()
-        .ok_or("workloads.json: no `workloads` list")?;
-    let field = |w: &Value, k: &str| -> Result<String> {
-        w[k].as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("workloads.json: `{k}` missing").into())
-    };
-    list.iter()
-        .map(|w| {
-            Ok(Workload {
-                name: field(w, "name")?,
-                path: field(w, "path")?,
-                request: field(w, "request")?,
-                status: w["status"].as_u64().unwrap_or(200) as u16,
-                content_type: field(w, "content_type")?,
-                response: field(w, "response")?,
-            })
-        })
-        .collect()
-}
-
-/// The plugin configuration: the filter's defaults plus a collector, as bench/run.py gives Envoy.
-fn plugin_config(collector_extra: &str) -> String {
-    format!(
-        r#"{{"collector": {{"cluster": "collector", "authority": "collector", "token": "{COLLECTOR_TOKEN}"{collector_extra}}}}}"#
-    )
-}
-
-fn load(world: &World, wasm: &PathBuf, config: &str) -> Result<Vm> {
-    let mut opts = VmOptions::default().plugin_config(config.as_bytes().to_vec());
-    // As in Envoy (docs/filter.md): required for the filter to read bodies while holding headers.
-    opts.allow_on_headers_stop_iteration = true;
-    opts.echo_logs = false;
-    Ok(Vm::load_file(world, wasm, opts)?)
-}
-
-/// The callbacks of one lifecycle, in order, for the per-phase breakdown.
-const PHASES: [&str; 5] = [
-    "request_headers",
-    "request_body",
-    "response_headers",
-    "response_body",
-    "end",
-];
-
-/// One request lifecycle as Envoy drives it; returns the fuel of each phase.
-fn lifecycle(vm: &mut Vm, w: &Workload) -> Result<[u64; 5]> {
-    let start = vm.fuel_consumed();
-    let mut phases = [0u64; 5];
-    let mut mark = |vm: &mut Vm, i: usize| {
-        phases[i] = vm.fuel_consumed() - start - phases[..i].iter().sum::<u64>();
-    };
-    let s = vm.new_stream()?;
-    vm.set_stream_property(s, &["xds", "cluster_name"], b"upstream".to_vec())?;
-    let mut h = headers::request("POST", &w.path);
-    for (k, v) in [
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("authorization", "Bearer bench-client-credential-7f3a9"),
-        ("mcp-protocol-version", "2025-06-18"),
-        ("mcp-session-id", "3c9a1f2e-5d4b-4a7e-9c1d-2b8e7f6a5c4d"),
-    ] {
-        h = headers::with(h, k, v);
-    }
-    vm.request_headers(s, &h, false)?;
-    mark(vm, 0);
-    vm.request_body(s, w.request.as_bytes(), true)?;
-    mark(vm, 1);
-    let rh = headers::with(headers::response(w.status), "content-type", &w.content_type);
-    vm.response_headers(s, &rh, false)?;
-    mark(vm, 2);
-    vm.response_body(s, w.response.as_bytes(), true)?;
-    mark(vm, 3);
-    vm.complete(s)?;
-    mark(vm, 4);
-    Ok(phases)
-}
 
 fn events_in(body: &[u8]) -> usize {
     String::from_utf8_lossy(body)
@@ -145,31 +54,38 @@ fn answer_callouts(
     up: bool,
     names: Option<&mut BTreeMap<String, u64>>,
 ) -> Result<usize> {
-    let calls = vm.pending_http_calls();
-    if let Some(names) = names {
+    let mut names = names;
+    let mut answered = 0;
+    // Each answer may send the next batch at once, as Envoy would: answer until none is left.
+    for _ in 0..10_000 {
+        let calls = vm.pending_http_calls();
+        if calls.is_empty() {
+            break;
+        }
         for call in &calls {
-            count_events(&call.body, names);
+            if let Some(names) = names.as_deref_mut() {
+                count_events(&call.body, names);
+            }
+            if up {
+                let n = events_in(&call.body);
+                let body = format!(r#"{{"accepted":{n},"rejected":[],"duplicates":0}}"#);
+                vm.http_call_response(
+                    call.token,
+                    200,
+                    &[("content-type", "application/json")],
+                    body.as_bytes(),
+                )?;
+            } else {
+                vm.http_call_failure(call.token)?;
+            }
+            answered += 1;
         }
     }
-    for call in &calls {
-        if up {
-            let n = events_in(&call.body);
-            let body = format!(r#"{{"accepted":{n},"rejected":[],"duplicates":0}}"#);
-            vm.http_call_response(
-                call.token,
-                200,
-                &[("content-type", "application/json")],
-                body.as_bytes(),
-            )?;
-        } else {
-            vm.http_call_failure(call.token)?;
-        }
-    }
-    Ok(calls.len())
+    Ok(answered)
 }
 
-/// Advances the clock by `TICK_EVERY` ms worth of requests and runs the root context's tick,
-/// then answers the callouts it made.
+/// Runs the root context's tick, answers the callouts it made (and those the answers made),
+/// then advances the clock by 1 ms.
 fn tick(
     vm: &mut Vm,
     world: &World,
@@ -187,9 +103,10 @@ fn median(mut v: Vec<u64>) -> u64 {
     v[v.len() / 2]
 }
 
-fn fuel(wasm: &PathBuf, w: &Workload) -> Result<Value> {
+/// Fuel of `w` under the default configuration plus `top_extra` (top-level plugin fields).
+fn fuel(wasm: &Path, w: &Workload, top_extra: &str) -> Result<Value> {
     let world = World::new();
-    let mut vm = load(&world, wasm, &plugin_config(""))?;
+    let mut vm = load(&world, wasm, &plugin_config(top_extra, ""))?;
     let mut n = 0u64;
     let step = |vm: &mut Vm, n: &mut u64| -> Result<(u64, [u64; 5])> {
         vm.reset_fuel();
@@ -263,10 +180,10 @@ fn fuel(wasm: &PathBuf, w: &Workload) -> Result<Value> {
 }
 
 /// Memory of one VM under steady traffic, collector down (or up, as a reference).
-fn memory(wasm: &PathBuf, w: &Workload, buffer_bytes: u64, up: bool) -> Result<Value> {
+fn memory(wasm: &Path, w: &Workload, buffer_bytes: u64, up: bool) -> Result<Value> {
     let world = World::new();
     let extra = format!(r#", "buffer_bytes": {buffer_bytes}"#);
-    let mut vm = load(&world, wasm, &plugin_config(&extra))?;
+    let mut vm = load(&world, wasm, &plugin_config("", &extra))?;
     let loaded = vm.memory_size();
     let mut requests = 0u64;
     let mut samples = Vec::new();
@@ -334,14 +251,6 @@ fn memory(wasm: &PathBuf, w: &Workload, buffer_bytes: u64, up: bool) -> Result<V
     }))
 }
 
-fn default_wasm() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| root.join(d))
-        .unwrap_or_else(|| root.join("target"));
-    target.join("wasm32-wasip1/wasm/mcp_filter.wasm")
-}
-
 fn main() -> Result<()> {
     let wasm = std::env::args_os()
         .nth(1)
@@ -353,7 +262,19 @@ fn main() -> Result<()> {
     let workloads = workloads()?;
     let mut fuel_rows = Vec::new();
     for w in &workloads {
-        fuel_rows.push(fuel(&wasm, w)?);
+        fuel_rows.push(fuel(&wasm, w, "")?);
+    }
+    // The same workloads with every event level on, and with upstream health + breaker on.
+    let mut variants = serde_json::Map::new();
+    for (name, top_extra) in [
+        ("all_levels", r#""min_level": "debug", "#),
+        ("upstream", r#""upstream": {}, "#),
+    ] {
+        let rows = workloads
+            .iter()
+            .map(|w| fuel(&wasm, w, top_extra))
+            .collect::<Result<Vec<_>>>()?;
+        variants.insert(name.to_string(), json!(rows));
     }
     let json_workload = &workloads[0];
     let mut memory_rows = Vec::new();
@@ -365,6 +286,7 @@ fn main() -> Result<()> {
         "wasm_bytes": bytes,
         "tick_every_requests": TICK_EVERY,
         "fuel": fuel_rows,
+        "fuel_variants": variants,
         "memory": memory_rows,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -165,6 +165,7 @@ struct RawConfig {
     fingerprint_salt: String,
     arguments: RawArguments,
     min_level: Level,
+    filter_state: bool,
     sse_messages_path: String,
     collector: Option<ShipConfig>,
     upstream: Option<UpstreamConfig>,
@@ -186,7 +187,8 @@ impl Default for RawConfig {
                 .collect(),
             fingerprint_salt: String::new(),
             arguments: RawArguments::default(),
-            min_level: Level::Debug,
+            min_level: Level::Info,
+            filter_state: false,
             sse_messages_path: "/message".to_string(),
             collector: None,
             upstream: None,
@@ -235,9 +237,15 @@ pub struct Config {
     pub trace_response_header: Option<String>,
     /// Lower-cased header names that carry credentials, in priority order.
     pub credential_headers: Vec<String>,
+    /// Bit `n` set when a credential header name is `n` bytes long (63: longer): a header
+    /// whose length is not here is not a credential, without comparing names.
+    pub credential_lengths: u64,
     pub fingerprint_salt: String,
     pub arguments: ArgumentCapture,
     pub min_level: Level,
+    /// Mirror the classification into Envoy filter state (`wasm.mcp_*`), for access logs
+    /// and RBAC: a few host calls per request, so only when asked for.
+    pub filter_state: bool,
     /// Path suffix of the legacy HTTP+SSE transport's POST endpoint.
     pub sse_messages_path: String,
     /// Shipping to host-collector; without it events go to Envoy's log only.
@@ -325,6 +333,9 @@ impl Config {
             max_batch_elements: raw.max_batch_elements,
             max_pending: raw.max_pending,
             trace_response_header,
+            credential_lengths: credential_headers
+                .iter()
+                .fold(0, |mask, h| mask | 1u64 << h.len().min(63)),
             credential_headers,
             fingerprint_salt: raw.fingerprint_salt,
             arguments: ArgumentCapture {
@@ -338,6 +349,7 @@ impl Config {
                     .collect(),
             },
             min_level: raw.min_level,
+            filter_state: raw.filter_state,
             sse_messages_path: raw.sse_messages_path,
             collector: raw.collector,
             upstream: raw.upstream,
@@ -420,6 +432,12 @@ mod tests {
         assert!(matches!(c.instance.rule, InstanceRule::Any));
         assert_eq!(c.credential_headers[0], "authorization");
         assert!(c.arguments.redact_keys.contains("password"));
+        assert_eq!(
+            c.min_level,
+            Level::Info,
+            "director.* (debug) events are opt-in"
+        );
+        assert!(!c.filter_state);
     }
 
     #[test]

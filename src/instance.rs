@@ -13,21 +13,21 @@ pub struct InstanceInputs<'a> {
     pub cluster_name: Option<&'a str>,
 }
 
-/// Resolution outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolved {
-    Known(String),
+/// Resolution outcome, borrowing from the inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved<'a> {
+    Known(&'a str),
     /// The source gave nothing.
     Absent,
     /// The source gave an id outside the configured set/pattern (kept only for the event,
     /// capped in length).
-    NotAllowed(String),
+    NotAllowed(&'a str),
 }
 
 /// Longest id echoed back in an event when it is not allowed.
 const MAX_REPORTED_ID: usize = 64;
 
-pub fn resolve(config: &InstanceConfig, inputs: &InstanceInputs) -> Resolved {
+pub fn resolve<'a>(config: &InstanceConfig, inputs: &InstanceInputs<'a>) -> Resolved<'a> {
     let candidate = match &config.source {
         InstanceSource::Header(_) => inputs.header,
         InstanceSource::PathPrefix(prefix) => path_instance(inputs.path, prefix),
@@ -43,9 +43,13 @@ pub fn resolve(config: &InstanceConfig, inputs: &InstanceInputs) -> Resolved {
         InstanceRule::Any => true,
     };
     if allowed {
-        Resolved::Known(id.to_string())
+        Resolved::Known(id)
     } else {
-        Resolved::NotAllowed(id.chars().take(MAX_REPORTED_ID).collect())
+        let end = id
+            .char_indices()
+            .nth(MAX_REPORTED_ID)
+            .map_or(id.len(), |(i, _)| i);
+        Resolved::NotAllowed(id.get(..end).unwrap_or(id))
     }
 }
 
@@ -53,7 +57,7 @@ pub fn resolve(config: &InstanceConfig, inputs: &InstanceInputs) -> Resolved {
 pub fn path_instance<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = path.strip_prefix(prefix)?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    Some(&rest[..end])
+    rest.get(..end)
 }
 
 /// The gateway path prefix of an instance, e.g. `/mcp/demo`, for endpoint rewrites.
@@ -82,10 +86,10 @@ mod tests {
                 },
             )
         };
-        assert_eq!(at("/mcp/demo/sse"), Resolved::Known("demo".into()));
-        assert_eq!(at("/mcp/demo"), Resolved::Known("demo".into()));
-        assert_eq!(at("/mcp/demo?x=1"), Resolved::Known("demo".into()));
-        assert_eq!(at("/mcp/evil/x"), Resolved::NotAllowed("evil".into()));
+        assert_eq!(at("/mcp/demo/sse"), Resolved::Known("demo"));
+        assert_eq!(at("/mcp/demo"), Resolved::Known("demo"));
+        assert_eq!(at("/mcp/demo?x=1"), Resolved::Known("demo"));
+        assert_eq!(at("/mcp/evil/x"), Resolved::NotAllowed("evil"));
         assert_eq!(at("/other"), Resolved::Absent);
         assert_eq!(at("/mcp//x"), Resolved::Absent);
     }
@@ -103,7 +107,7 @@ mod tests {
                 },
             )
         };
-        assert_eq!(with(Some("billing")), Resolved::Known("billing".into()));
+        assert_eq!(with(Some("billing")), Resolved::Known("billing"));
         assert_eq!(with(None), Resolved::Absent);
         let long = "X".repeat(500);
         match with(Some(&long)) {
@@ -121,8 +125,8 @@ mod tests {
             cluster_name: Some("c1"),
             ..Default::default()
         };
-        assert_eq!(resolve(&route, &inputs), Resolved::Known("r1".into()));
-        assert_eq!(resolve(&cluster, &inputs), Resolved::Known("c1".into()));
+        assert_eq!(resolve(&route, &inputs), Resolved::Known("r1"));
+        assert_eq!(resolve(&cluster, &inputs), Resolved::Known("c1"));
         assert_eq!(
             resolve(&cluster, &InstanceInputs::default()),
             Resolved::Absent

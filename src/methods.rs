@@ -33,7 +33,7 @@ pub enum Target {
 }
 
 /// Revision range of a method: first revision that has it, and the first that dropped it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MethodInfo {
     pub name: &'static str,
     pub target: Target,

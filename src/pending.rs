@@ -6,19 +6,25 @@
 //! (shared data keys are never deleted, so they must not be minted per request); a request
 //! parked over an unanswered one in the same slot evicts it (counted). Taking a request clears
 //! its slot with compare-and-swap, so exactly one VM answers it.
+//!
+//! A parked request is what its `response` event needs: the POST's rendered shared fields
+//! and the element's rendered message fields (see `exchange::common`), and its start time.
 
-use crate::events::{Common, Fields};
 use crate::upstream::{SetError, SharedStore};
-use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Retries of a compare-and-swap on one slot before the operation is given up (counted).
 const CAS_RETRIES: u32 = 4;
+/// First bytes of a stored entry; a different layout gets different keys and a new tag.
+const TAG: &[u8; 2] = b"P2";
+const KEY_PREFIX: &str = "mcp-gw/v2/pending/";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRequest {
-    pub common: Common,
-    pub fields: Fields,
+    /// The exchange's shared fields, rendered (`,"trace_id":…`).
+    pub common: Vec<u8>,
+    /// The element's message fields, rendered.
+    pub fields: Vec<u8>,
     pub started: SystemTime,
 }
 
@@ -38,59 +44,63 @@ pub struct SharedPending<'a> {
     pub stats: &'a mut PendingStats,
 }
 
-fn entry_key(session: &str, id: &str) -> String {
-    format!("{session}\u{0}{id}")
+fn entry_key(session: &str, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(session.len() + id.len() + 1);
+    key.extend_from_slice(session.as_bytes());
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key
 }
 
 /// FNV-1a: a stable spread of keys over slots (not a defence: slots only bound memory).
-fn slot_of(key: &str, slots: usize) -> String {
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+fn slot_of(key: &[u8], slots: usize) -> String {
+    let hash = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    format!("mcp-gw/v1/pending/{}", hash % slots.max(1) as u64)
+    format!("{KEY_PREFIX}{}", hash % slots.max(1) as u64)
 }
 
 impl SharedPending<'_> {
-    /// Parks a request until its response shows up on the session's stream (any VM).
-    pub fn park(&mut self, session: &str, id: &str, request: PendingRequest) {
+    /// Parks a request until its response shows up on the session's stream (any VM). `id`
+    /// is the JSON-RPC id as JSON text. False when it could not be parked (counted).
+    pub fn park(&mut self, session: &str, id: &str, request: &PendingRequest) -> bool {
         let key = entry_key(session, id);
         let slot = slot_of(&key, self.slots);
-        let Ok(encoded) = serde_json::to_vec(&Parked::new(key.clone(), &request)) else {
-            self.stats.lost += 1;
-            return;
-        };
+        let encoded = encode(&key, request);
         for _ in 0..=CAS_RETRIES {
             let Ok((current, cas)) = self.store.get(&slot) else {
                 break;
             };
             let displaced = current
                 .as_deref()
-                .and_then(Parked::decode)
-                .is_some_and(|p| p.k != key);
+                .and_then(decode)
+                .is_some_and(|(k, _)| k != key);
             match self.store.set(&slot, &encoded, cas) {
                 Ok(()) => {
                     self.stats.evicted += u64::from(displaced);
-                    return;
+                    return true;
                 }
                 Err(SetError::CasMismatch) => continue,
                 Err(SetError::Other) => break,
             }
         }
         self.stats.lost += 1;
+        false
     }
 
-    /// The request answered by a message with this id on this session's stream, if parked.
+    /// The request answered by a message with this id (JSON text) on this session's
+    /// stream, if parked.
     pub fn take(&mut self, session: &str, id: &str) -> Option<PendingRequest> {
         let key = entry_key(session, id);
         let slot = slot_of(&key, self.slots);
         for _ in 0..=CAS_RETRIES {
             let (current, cas) = self.store.get(&slot).ok()?;
-            let parked = current.as_deref().and_then(Parked::decode)?;
-            if parked.k != key {
+            let (stored_key, request) = current.as_deref().and_then(decode)?;
+            if stored_key != key {
                 return None;
             }
             match self.store.set(&slot, b"", cas) {
-                Ok(()) => return Some(parked.into_request()),
+                Ok(()) => return Some(request),
                 Err(SetError::CasMismatch) => continue,
                 Err(SetError::Other) => break,
             }
@@ -100,129 +110,53 @@ impl SharedPending<'_> {
     }
 }
 
-/// The stored form: owned strings where the event structs hold `&'static str` labels.
-#[derive(Serialize, Deserialize)]
-struct Parked {
-    k: String,
-    /// Start of the request, microseconds since the epoch.
-    t: u64,
-    trace_id: String,
-    span_id: String,
-    parent_span_id: Option<String>,
-    trace_origin: String,
-    instance_id: Option<String>,
-    http_method: String,
-    path: String,
-    transport: String,
-    session_id: Option<String>,
-    protocol_version: Option<String>,
-    token_header: Option<String>,
-    token: Option<String>,
-    method: Option<String>,
-    message_kind: Option<String>,
-    tool_name: Option<String>,
-    prompt_name: Option<String>,
-    resource_uri: Option<String>,
-    request_id: Option<String>,
-    batch_size: Option<usize>,
-    batch_index: Option<usize>,
-    known_method: Option<bool>,
-    classified_from: Option<String>,
-    body_inspected: Option<bool>,
-    body_bytes: Option<usize>,
+/// `P2`, start (µs since the epoch, u64 LE), then key, shared fields and message fields,
+/// each as a u32 LE length and its bytes.
+fn encode(key: &[u8], request: &PendingRequest) -> Vec<u8> {
+    let started = request
+        .started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let mut out = Vec::with_capacity(22 + key.len() + request.common.len() + request.fields.len());
+    out.extend_from_slice(TAG);
+    out.extend_from_slice(&started.to_le_bytes());
+    for part in [key, &request.common, &request.fields] {
+        out.extend_from_slice(&u32::try_from(part.len()).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    out
 }
 
-/// Maps a stored label back to the one static string it was made from ("other" if unknown,
-/// which only a corrupted slot can produce).
-fn label(value: &str, known: &[&'static str]) -> &'static str {
-    known
-        .iter()
-        .find(|k| **k == value)
-        .copied()
-        .unwrap_or("other")
-}
-
-const TRACE_ORIGINS: &[&str] = &["header", "meta", "generated"];
-const TRANSPORTS: &[&str] = &["sse", "streamable_http"];
-const MESSAGE_KINDS: &[&str] = &["request", "notification", "response", "error", "unknown"];
-const CLASSIFIED_FROM: &[&str] = &["body", "headers"];
-
-impl Parked {
-    fn new(k: String, request: &PendingRequest) -> Parked {
-        let (c, f) = (&request.common, &request.fields);
-        let t = request
-            .started
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
-        Parked {
-            k,
-            t,
-            trace_id: c.trace_id.clone(),
-            span_id: c.span_id.clone(),
-            parent_span_id: c.parent_span_id.clone(),
-            trace_origin: c.trace_origin.to_string(),
-            instance_id: c.instance_id.clone(),
-            http_method: c.http_method.clone(),
-            path: c.path.clone(),
-            transport: c.transport.to_string(),
-            session_id: c.session_id.clone(),
-            protocol_version: c.protocol_version.clone(),
-            token_header: c.token_header.clone(),
-            token: c.token.clone(),
-            method: f.method.clone(),
-            message_kind: f.message_kind.map(str::to_string),
-            tool_name: f.tool_name.clone(),
-            prompt_name: f.prompt_name.clone(),
-            resource_uri: f.resource_uri.clone(),
-            request_id: f.request_id.clone(),
-            batch_size: f.batch_size,
-            batch_index: f.batch_index,
-            known_method: f.known_method,
-            classified_from: f.classified_from.map(str::to_string),
-            body_inspected: f.body_inspected,
-            body_bytes: f.body_bytes,
+/// `None` for an empty (taken) slot or bytes that are not a parked request.
+fn decode(bytes: &[u8]) -> Option<(Vec<u8>, PendingRequest)> {
+    let rest = bytes.strip_prefix(TAG)?;
+    let (started, mut rest) = rest.split_first_chunk::<8>()?;
+    let mut parts: [&[u8]; 3] = [&[]; 3];
+    for part in parts.iter_mut() {
+        let (len, after) = rest.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+        if after.len() < len {
+            return None;
         }
+        let (value, after) = after.split_at(len);
+        *part = value;
+        rest = after;
     }
-
-    /// `None` for an empty (taken) slot or bytes that are not a parked request.
-    fn decode(bytes: &[u8]) -> Option<Parked> {
-        serde_json::from_slice(bytes).ok()
+    let [key, common, fields] = parts;
+    // The fragments go into event lines as they are: they must look like JSON members.
+    let fragment =
+        |f: &[u8]| f.is_empty() || (f.starts_with(b",\"") && std::str::from_utf8(f).is_ok());
+    if !rest.is_empty() || !fragment(common) || !fragment(fields) {
+        return None;
     }
-
-    fn into_request(self) -> PendingRequest {
+    Some((
+        key.to_vec(),
         PendingRequest {
-            common: Common {
-                trace_id: self.trace_id,
-                span_id: self.span_id,
-                parent_span_id: self.parent_span_id,
-                trace_origin: label(&self.trace_origin, TRACE_ORIGINS),
-                instance_id: self.instance_id,
-                http_method: self.http_method,
-                path: self.path,
-                transport: label(&self.transport, TRANSPORTS),
-                session_id: self.session_id,
-                protocol_version: self.protocol_version,
-                token_header: self.token_header,
-                token: self.token,
-            },
-            fields: Fields {
-                method: self.method,
-                message_kind: self.message_kind.map(|k| label(&k, MESSAGE_KINDS)),
-                tool_name: self.tool_name,
-                prompt_name: self.prompt_name,
-                resource_uri: self.resource_uri,
-                request_id: self.request_id,
-                batch_size: self.batch_size,
-                batch_index: self.batch_index,
-                known_method: self.known_method,
-                classified_from: self.classified_from.map(|c| label(&c, CLASSIFIED_FROM)),
-                body_inspected: self.body_inspected,
-                body_bytes: self.body_bytes,
-                ..Fields::default()
-            },
-            started: UNIX_EPOCH + Duration::from_micros(self.t),
-        }
-    }
+            common: common.to_vec(),
+            fields: fields.to_vec(),
+            started: UNIX_EPOCH + Duration::from_micros(u64::from_le_bytes(*started)),
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -232,26 +166,10 @@ mod tests {
 
     fn request(tool: &str) -> PendingRequest {
         PendingRequest {
-            common: Common {
-                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-                span_id: "00f067aa0ba902b7".into(),
-                trace_origin: "header",
-                transport: "sse",
-                http_method: "POST".into(),
-                path: "/mcp/legacy/messages".into(),
-                session_id: Some("s1".into()),
-                token: Some("sha256:0123456789ab".into()),
-                ..Common::default()
-            },
-            fields: Fields {
-                method: Some("tools/call".into()),
-                message_kind: Some("request"),
-                tool_name: Some(tool.into()),
-                request_id: Some("7".into()),
-                classified_from: Some("body"),
-                known_method: Some(true),
-                ..Fields::default()
-            },
+            common: br#","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","mcp.transport":"sse""#
+                .to_vec(),
+            fields: format!(r#","gen_ai.tool.name":"{tool}","jsonrpc.request.id":"7""#)
+                .into_bytes(),
             started: UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
         }
     }
@@ -272,18 +190,11 @@ mod tests {
     fn a_request_parked_by_one_vm_is_taken_once_by_another() {
         let store = MapStore::default();
         let (mut stats_a, mut stats_b) = (PendingStats::default(), PendingStats::default());
-        ring(&store, &mut stats_a, 64).park("s1", "7", request("echo"));
+        ring(&store, &mut stats_a, 64).park("s1", "7", &request("echo"));
         let mut other_vm = ring(&store, &mut stats_b, 64);
+        assert!(other_vm.take("s1", "\"7\"").is_none(), "ids are JSON text");
         let taken = other_vm.take("s1", "7").expect("found across VMs");
-        assert_eq!(taken.common.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(
-            (taken.common.trace_origin, taken.common.transport),
-            ("header", "sse")
-        );
-        assert_eq!(taken.fields.tool_name.as_deref(), Some("echo"));
-        assert_eq!(taken.fields.message_kind, Some("request"));
-        assert_eq!(taken.fields.classified_from, Some("body"));
-        assert_eq!(taken.started, request("echo").started);
+        assert_eq!(taken, request("echo"));
         assert!(other_vm.take("s1", "7").is_none(), "answered once");
         assert!(other_vm.take("s2", "7").is_none(), "keyed by session too");
         assert_eq!(
@@ -297,19 +208,16 @@ mod tests {
         let store = MapStore::default();
         let mut stats = PendingStats::default();
         let mut one_slot = ring(&store, &mut stats, 1);
-        one_slot.park("s1", "1", request("first"));
-        one_slot.park("s1", "2", request("second"));
+        one_slot.park("s1", "1", &request("first"));
+        one_slot.park("s1", "2", &request("second"));
         assert!(one_slot.take("s1", "1").is_none(), "overwritten");
-        assert_eq!(
-            one_slot.take("s1", "2").map(|r| r.fields.tool_name),
-            Some(Some("second".into()))
-        );
+        assert_eq!(one_slot.take("s1", "2"), Some(request("second")));
         assert_eq!(stats.evicted, 1);
 
         let mut stats = PendingStats::default();
         let mut many = ring(&store, &mut stats, 16);
         for id in 0..1000 {
-            many.park("flood", &id.to_string(), request("x"));
+            many.park("flood", &id.to_string(), &request("x"));
         }
         assert!(
             store.len() <= 17,
@@ -322,11 +230,23 @@ mod tests {
     fn garbage_in_a_slot_is_neither_taken_nor_fatal() {
         let store = MapStore::default();
         let key = slot_of(&entry_key("s1", "7"), 8);
-        store.set(&key, b"{not json", None).expect("set");
         let mut stats = PendingStats::default();
         let mut pending = ring(&store, &mut stats, 8);
-        assert!(pending.take("s1", "7").is_none());
-        pending.park("s1", "7", request("echo"));
+        for garbage in [
+            &b"{not json"[..],
+            b"P2",
+            b"P2\0\0\0\0\0\0\0\0\xff\xff\xff\xff",
+        ] {
+            store.set(&key, garbage, None).expect("set");
+            assert!(pending.take("s1", "7").is_none());
+        }
+        let mut bad_fragment = request("x");
+        bad_fragment.fields = b"}{".to_vec();
+        store
+            .set(&key, &encode(&entry_key("s1", "7"), &bad_fragment), None)
+            .expect("set");
+        assert!(pending.take("s1", "7").is_none(), "not JSON members");
+        pending.park("s1", "7", &request("echo"));
         assert!(
             pending.take("s1", "7").is_some(),
             "overwritten with a valid entry"

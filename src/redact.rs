@@ -1,5 +1,7 @@
 //! Keeping secrets out of events: credentials become fingerprints (`sha256:` + 12 hex) and
-//! captured tool arguments have configured keys redacted and are capped in size.
+//! captured tool arguments have configured keys redacted and are capped in size. A VM sees
+//! the same few credentials over and over, so fingerprints are cached per VM (bounded, keyed
+//! by the whole header value, so no two credentials can share an entry).
 
 use crate::config::ArgumentCapture;
 use serde_json::Value;
@@ -11,27 +13,92 @@ const FINGERPRINT_HEX: usize = 12;
 
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Fingerprints a credential header value. The auth scheme (`Bearer `, `Basic `) is dropped so
-/// one token has one fingerprint whichever header carried it.
-pub fn fingerprint(header_value: &str, salt: &str) -> String {
-    let credential = strip_scheme(header_value.trim());
-    let mut hasher = Sha256::new();
-    hasher.update(salt.as_bytes());
-    hasher.update(credential.as_bytes());
-    let digest = hasher.finalize();
-    let hex = crate::trace::to_hex(&digest);
-    format!("sha256:{}", &hex[..FINGERPRINT_HEX])
+/// `sha256:` and 12 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 7 + FINGERPRINT_HEX]);
+
+impl Fingerprint {
+    pub fn as_str(&self) -> &str {
+        // Built from ASCII only.
+        std::str::from_utf8(&self.0).unwrap_or("sha256:")
+    }
 }
 
-fn strip_scheme(value: &str) -> &str {
-    match value.split_once(' ') {
-        Some((scheme, rest))
-            if !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphabetic()) =>
-        {
-            rest.trim_start()
-        }
-        _ => value,
+/// Fingerprints a credential header value. The auth scheme (`Bearer `, `Basic `) is dropped so
+/// one token has one fingerprint whichever header carried it.
+pub fn fingerprint(header_value: &[u8], salt: &str) -> Fingerprint {
+    let credential = strip_scheme(header_value.trim_ascii());
+    let mut hasher = Sha256::new();
+    hasher.update(salt.as_bytes());
+    hasher.update(credential);
+    let digest = hasher.finalize();
+    let mut hex = Vec::with_capacity(2 * digest.len());
+    crate::trace::push_hex(&mut hex, &digest);
+    let mut out = *b"sha256:000000000000";
+    for (slot, digit) in out[7..].iter_mut().zip(hex) {
+        *slot = digit;
     }
+    Fingerprint(out)
+}
+
+fn strip_scheme(value: &[u8]) -> &[u8] {
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
+        return value;
+    };
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.is_empty() && scheme.iter().all(u8::is_ascii_alphabetic) {
+        rest.trim_ascii_start()
+    } else {
+        value
+    }
+}
+
+/// Entries of the per-VM fingerprint cache (direct-mapped).
+const CACHE_SLOTS: usize = 256;
+/// Longer header values are fingerprinted every time rather than kept.
+const CACHE_MAX_VALUE: usize = 1024;
+
+/// Per-VM cache of credential fingerprints under one salt.
+#[derive(Debug)]
+pub struct FingerprintCache {
+    salt: String,
+    slots: Vec<Option<(Box<[u8]>, Fingerprint)>>,
+}
+
+impl FingerprintCache {
+    pub fn new(salt: &str) -> Self {
+        FingerprintCache {
+            salt: salt.to_string(),
+            slots: Vec::new(),
+        }
+    }
+
+    /// The fingerprint of `header_value` (computed once per distinct value while cached).
+    pub fn fingerprint(&mut self, header_value: &[u8]) -> Fingerprint {
+        if header_value.len() > CACHE_MAX_VALUE {
+            return fingerprint(header_value, &self.salt);
+        }
+        if self.slots.is_empty() {
+            self.slots.resize(CACHE_SLOTS, None);
+        }
+        let slot = fnv1a(header_value) as usize % CACHE_SLOTS;
+        if let Some(Some((value, print))) = self.slots.get(slot) {
+            if crate::jsonrpc::bytes_eq(value, header_value) {
+                return *print;
+            }
+        }
+        let print = fingerprint(header_value, &self.salt);
+        if let Some(entry) = self.slots.get_mut(slot) {
+            *entry = Some((header_value.into(), print));
+        }
+        print
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The captured form of tool/prompt arguments: redacted, then cut to `max_bytes`.
@@ -93,16 +160,29 @@ mod tests {
 
     #[test]
     fn fingerprint_shape_and_scheme() {
-        let f = fingerprint("Bearer secret-token", "");
-        assert!(f.starts_with("sha256:"));
-        assert_eq!(f.len(), "sha256:".len() + 12);
-        assert!(!f.contains("secret"));
-        assert_eq!(f, fingerprint("secret-token", ""));
+        let f = fingerprint(b"Bearer secret-token", "");
+        assert!(f.as_str().starts_with("sha256:"));
+        assert_eq!(f.as_str().len(), "sha256:".len() + 12);
+        assert!(!f.as_str().contains("secret"));
+        assert_eq!(f, fingerprint(b"secret-token", ""));
+        assert_eq!(f, fingerprint(b"  Bearer   secret-token ", ""));
         // sha256("secret-token") starts with these digits.
         let expected = crate::trace::to_hex(&Sha256::digest(b"secret-token"));
-        assert_eq!(f, format!("sha256:{}", &expected[..12]));
-        assert_ne!(f, fingerprint("Bearer secret-token", "salt"));
-        assert_ne!(f, fingerprint("Bearer other-token", ""));
+        assert_eq!(f.as_str(), format!("sha256:{}", &expected[..12]));
+        assert_ne!(f, fingerprint(b"Bearer secret-token", "salt"));
+        assert_ne!(f, fingerprint(b"Bearer other-token", ""));
+    }
+
+    #[test]
+    fn the_cache_answers_like_the_function_and_never_mixes_values() {
+        let mut cache = FingerprintCache::new("pepper");
+        let values: Vec<Vec<u8>> = (0..2000)
+            .map(|i| format!("Bearer token-{}", i % 700).into_bytes())
+            .chain([vec![b'x'; 5000]])
+            .collect();
+        for value in &values {
+            assert_eq!(cache.fingerprint(value), fingerprint(value, "pepper"));
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! upstream, what a finished exchange counts as, the fast local reply while the breaker is
 //! open, and the health report served by the filter. Pure: the store is injected.
 
-use crate::exchange::LocalReply;
+use crate::reply::{jsonrpc_error, LocalReply};
 use crate::upstream::shared::{self, SharedStore, StoreError, UpdateOutcome};
 use crate::upstream::{
     Admission, CallResult, FailureKind, HealthSnapshot, Outcome, ProbeTicket, StateKind,
@@ -235,34 +235,24 @@ pub enum Gate {
     },
 }
 
-/// The fast reply while the breaker is open: 503, `Retry-After`, a JSON-RPC error.
+/// The fast reply while the breaker is open: 503, `Retry-After`, a JSON-RPC error carrying
+/// the request's id as the client sent it (`request_id` is its JSON text).
 pub fn open_circuit_reply(
     instance: &str,
     request_id: Option<&str>,
     retry_after_secs: u64,
 ) -> LocalReply {
-    // Ids were rendered from JSON: digits are numbers, anything else a string.
-    let id = match request_id.map(|id| (id, id.parse::<i64>())) {
-        Some((_, Ok(number))) => serde_json::Value::from(number),
-        Some((text, Err(_))) => serde_json::Value::from(text),
-        None => serde_json::Value::Null,
-    };
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": {
-            "code": CIRCUIT_OPEN_CODE,
-            "message": format!("MCP upstream `{instance}` is unavailable (circuit open); retry after {retry_after_secs} s"),
-            "data": {"retryAfterSeconds": retry_after_secs},
-        },
-    });
+    let message = format!(
+        "MCP upstream `{instance}` is unavailable (circuit open); retry after {retry_after_secs} s"
+    );
+    let data = format!("{{\"retryAfterSeconds\":{retry_after_secs}}}");
     LocalReply {
         status: 503,
         headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("retry-after".into(), retry_after_secs.to_string()),
+            ("content-type", "application/json".to_string()),
+            ("retry-after", retry_after_secs.to_string()),
         ],
-        body: body.to_string(),
+        body: jsonrpc_error(request_id, CIRCUIT_OPEN_CODE, &message, Some(&data)),
     }
 }
 
@@ -347,8 +337,8 @@ pub fn health_reply(
     LocalReply {
         status: if healthy { 200 } else { 503 },
         headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("cache-control".into(), "no-store".into()),
+            ("content-type", "application/json".to_string()),
+            ("cache-control", "no-store".to_string()),
         ],
         body,
     }
@@ -478,17 +468,16 @@ mod tests {
     }
 
     #[test]
-    fn open_reply_carries_the_request_id() {
+    fn open_reply_carries_the_request_id_as_sent() {
         let reply = open_circuit_reply("demo", Some("7"), 12);
         assert_eq!(reply.status, 503);
-        assert!(reply
-            .headers
-            .contains(&("retry-after".to_string(), "12".to_string())));
+        assert!(reply.headers.contains(&("retry-after", "12".to_string())));
         let json: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
         assert_eq!(json["id"], 7);
         assert_eq!(json["error"]["code"], CIRCUIT_OPEN_CODE);
+        assert_eq!(json["error"]["data"]["retryAfterSeconds"], 12);
         let json: serde_json::Value =
-            serde_json::from_str(&open_circuit_reply("demo", Some("abc"), 1).body).expect("json");
-        assert_eq!(json["id"], "abc");
+            serde_json::from_str(&open_circuit_reply("demo", Some("\"7\""), 1).body).expect("json");
+        assert_eq!(json["id"], "7", "a string id stays a string");
     }
 }

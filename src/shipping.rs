@@ -1,11 +1,14 @@
-//! Shipping events to host-collector: a per-VM, byte-bounded buffer of event lines that is cut
-//! into NDJSON batches (by count, bytes or age), one batch in flight at a time, retried with
-//! exponential backoff and jitter. Every event that cannot be kept is counted by reason and
-//! the cumulative counters ride along in each batch's status record, so the collector sees
-//! loss that happened before it. Pure logic: the glue supplies time, randomness, the callout
-//! and its response.
+//! Shipping events to host-collector: per VM, event lines are written straight into an open
+//! NDJSON batch, which is sealed when it reaches `max_batch_bytes` or `max_batch_events` (or
+//! its age, when it is sent). Sealed batches wait in order; one is in flight at a time, and
+//! a failed one is put back at the front and resent as it is after an exponential backoff
+//! with jitter. Buffered plus in-flight bytes stay within `buffer_bytes`: beyond it the
+//! oldest waiting batch is dropped, every event in it counted. The cumulative counters ride
+//! along in each batch's status record, so the collector sees loss that happened before it.
+//! Pure logic: the glue supplies time, randomness, the callout and its response.
 
-use serde::{Deserialize, Serialize};
+use crate::json::{push_string, push_u64};
+use serde::Deserialize;
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
@@ -43,7 +46,7 @@ impl Default for ShipConfig {
             path: "/v1/logs".to_string(),
             token: String::new(),
             max_batch_events: 500,
-            max_batch_bytes: 512 * 1024,
+            max_batch_bytes: 64 * 1024,
             flush_interval_ms: 1000,
             buffer_bytes: 8 * 1024 * 1024,
             timeout_ms: 5000,
@@ -93,10 +96,16 @@ impl ShipConfig {
             None => Ok(()),
         }
     }
+
+    /// Capacity of a batch buffer: a sealed batch may pass `max_batch_bytes` by its last
+    /// event, and the status record is appended when it is sent.
+    fn batch_capacity(&self) -> usize {
+        self.max_batch_bytes + 2048
+    }
 }
 
 /// Cumulative drop counters, reported in every status record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Drops {
     pub buffer_full: u64,
     pub callout_failed: u64,
@@ -109,19 +118,20 @@ impl Drops {
     }
 }
 
-/// A batch ready to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    pub body: Vec<u8>,
-    pub events: usize,
+/// NDJSON event lines (each ending in `\n`) and how many.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    events: u64,
+    attempts: u32,
 }
 
 #[derive(Debug)]
 struct InFlight {
-    lines: Vec<String>,
-    bytes: usize,
+    batch: Batch,
+    /// Length of the event lines; the status record follows them while in flight.
+    events_len: usize,
     started: SystemTime,
-    attempts: u32,
 }
 
 /// How the collector answered a batch.
@@ -138,16 +148,26 @@ struct CollectorReply {
     rejected: Vec<serde::de::IgnoredAny>,
 }
 
+/// Buffers of sent batches kept for reuse: a steady stream of batches then allocates
+/// nothing, and the allocator is never asked for the same large block twice in a row.
+const SPARE_BUFFERS: usize = 1;
+
 /// Per-VM shipping state.
 #[derive(Debug)]
 pub struct Shipper {
     config: ShipConfig,
     source: String,
-    queue: VecDeque<String>,
-    queued_bytes: usize,
+    open: Batch,
+    /// Sealed batches, oldest first; a failed batch waits at the front for its retry.
+    sealed: VecDeque<Batch>,
     in_flight: Option<InFlight>,
-    /// A failed batch waiting for its backoff to pass.
-    retry: Option<InFlight>,
+    spare: Vec<Vec<u8>>,
+    /// Event bytes in the open, sealed and in-flight batches (what `buffer_bytes` bounds).
+    held_bytes: usize,
+    /// Bytes of the open batch already counted in `held_bytes`.
+    open_counted: usize,
+    held_events: u64,
+    /// The front sealed batch failed: nothing is sent before this time.
     next_attempt_at: Option<SystemTime>,
     last_flush: Option<SystemTime>,
     /// The VM is being retired: send everything now, no waiting, no retries.
@@ -160,20 +180,22 @@ pub struct Shipper {
     pub last_flush_latency: Option<Duration>,
 }
 
-/// Bytes an event line costs in the buffer: its text plus a newline.
-fn line_cost(line: &str) -> usize {
-    line.len() + 1
-}
-
 impl Shipper {
     pub fn new(config: ShipConfig, source: String) -> Self {
+        let open = Batch {
+            bytes: Vec::with_capacity(config.batch_capacity()),
+            ..Batch::default()
+        };
         Shipper {
             config,
             source,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            open,
+            sealed: VecDeque::new(),
             in_flight: None,
-            retry: None,
+            spare: Vec::new(),
+            held_bytes: 0,
+            open_counted: 0,
+            held_events: 0,
             next_attempt_at: None,
             last_flush: None,
             draining: false,
@@ -194,17 +216,20 @@ impl Shipper {
 
     /// Buffered and in-flight event bytes (what `buffer_bytes` bounds).
     pub fn buffered_bytes(&self) -> usize {
-        let held = |b: &Option<InFlight>| b.as_ref().map_or(0, |f| f.bytes);
-        self.queued_bytes + held(&self.in_flight) + held(&self.retry)
+        self.held_bytes
     }
 
-    pub fn buffered_events(&self) -> usize {
-        let held = |b: &Option<InFlight>| b.as_ref().map_or(0, |f| f.lines.len());
-        self.queue.len() + held(&self.in_flight) + held(&self.retry)
+    pub fn buffered_events(&self) -> u64 {
+        self.held_events
     }
 
     pub fn in_flight(&self) -> bool {
         self.in_flight.is_some()
+    }
+
+    /// Nothing buffered, waiting for a retry or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.held_events == 0
     }
 
     /// The host is retiring the VM: from now on every buffered event is due at once,
@@ -216,44 +241,85 @@ impl Shipper {
         self.next_attempt_at = None;
     }
 
-    /// Nothing buffered, waiting for a retry or in flight.
-    pub fn is_empty(&self) -> bool {
-        self.buffered_events() == 0
+    /// Where the next event line is written (the emitter appends to it, then calls
+    /// `committed`).
+    pub fn open_buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.open.bytes
     }
 
-    /// Takes one event line; drops the oldest queued ones if the buffer is over its bound.
-    pub fn push(&mut self, line: String) {
+    /// One more complete line (ending in `\n`) was appended to the open batch.
+    pub fn committed(&mut self, _now: SystemTime) {
         self.emitted += 1;
-        self.queued_bytes += line_cost(&line);
-        self.queue.push_back(line);
-        while self.buffered_bytes() > self.config.buffer_bytes {
-            if !self.drop_oldest() {
-                break;
-            }
+        self.open.events += 1;
+        self.held_events += 1;
+        self.held_bytes += self.open.bytes.len() - self.open_counted;
+        self.open_counted = self.open.bytes.len();
+        if self.open.bytes.len() >= self.config.max_batch_bytes
+            || self.open.events >= self.config.max_batch_events as u64
+        {
+            self.seal_open();
+        }
+        while self.held_bytes > self.config.buffer_bytes && self.drop_oldest() {}
+    }
+
+    fn fresh_buffer(&mut self) -> Vec<u8> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.config.batch_capacity()))
+    }
+
+    fn recycle(&mut self, mut bytes: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && bytes.capacity() <= self.config.batch_capacity() {
+            bytes.clear();
+            self.spare.push(bytes);
         }
     }
 
-    /// Drops the oldest event not in flight: a waiting retry batch first, then the queue.
+    fn seal_open(&mut self) {
+        if self.open.events == 0 {
+            return;
+        }
+        let fresh = Batch {
+            bytes: self.fresh_buffer(),
+            ..Batch::default()
+        };
+        let full = std::mem::replace(&mut self.open, fresh);
+        self.open_counted = 0;
+        self.sealed.push_back(full);
+    }
+
+    /// Drops the oldest batch not in flight (a waiting retry first), counting its events;
+    /// false when there is nothing to drop.
     fn drop_oldest(&mut self) -> bool {
-        if let Some(retry) = self.retry.as_mut() {
-            if !retry.lines.is_empty() {
-                let line = retry.lines.remove(0);
-                retry.bytes -= line_cost(&line);
-                self.drops.buffer_full += 1;
-                if retry.lines.is_empty() {
-                    self.retry = None;
-                }
-                return true;
+        let batch = match self.sealed.pop_front() {
+            Some(batch) => {
+                // Whatever waited for a retry is gone; the next batch need not wait.
+                self.next_attempt_at = None;
+                batch
             }
-        }
-        match self.queue.pop_front() {
-            Some(line) => {
-                self.queued_bytes -= line_cost(&line);
-                self.drops.buffer_full += 1;
-                true
+            None if self.open.events > 0 => {
+                let fresh = self.fresh_buffer();
+                self.open_counted = 0;
+                std::mem::replace(
+                    &mut self.open,
+                    Batch {
+                        bytes: fresh,
+                        ..Batch::default()
+                    },
+                )
             }
-            None => false,
-        }
+            None => return false,
+        };
+        self.drops.buffer_full += batch.events;
+        self.release(&batch);
+        self.recycle(batch.bytes);
+        true
+    }
+
+    /// A batch leaves the buffer (sent, dropped or acknowledged).
+    fn release(&mut self, batch: &Batch) {
+        self.held_bytes -= batch.bytes.len();
+        self.held_events -= batch.events;
     }
 
     /// Whether a batch should go out now.
@@ -262,91 +328,69 @@ impl Shipper {
             return false;
         }
         if self.draining {
-            return self.retry.is_some() || !self.queue.is_empty();
+            return !self.sealed.is_empty() || self.open.events > 0;
         }
         if self.next_attempt_at.is_some_and(|at| now < at) {
             return false;
         }
-        if self.retry.is_some() {
+        if !self.sealed.is_empty() {
             return true;
-        }
-        if self.queue.is_empty() {
-            return false;
         }
         let interval = Duration::from_millis(self.config.flush_interval_ms);
         let aged = self
             .last_flush
             .is_some_and(|last| now.duration_since(last).unwrap_or(Duration::ZERO) >= interval);
-        aged || self.queue.len() >= self.config.max_batch_events
-            || self.queued_bytes >= self.config.max_batch_bytes
+        self.open.events > 0 && aged
     }
 
-    /// The next batch to send, if one is due; it stays in flight until `on_answer`.
-    pub fn poll(&mut self, now: SystemTime) -> Option<Batch> {
+    /// The body of the next batch, if one is due: its event lines and a status record. It
+    /// stays in flight until `on_answer`.
+    pub fn poll(&mut self, now: SystemTime) -> Option<&[u8]> {
         // The flush clock starts at the first poll (the VM's first tick).
         self.last_flush.get_or_insert(now);
         if !self.due(now) {
             return None;
         }
-        let mut flight = match self.retry.take() {
-            Some(retry) => retry,
-            None => self.cut_batch(now),
-        };
-        flight.started = now;
-        flight.attempts += 1;
+        if self.sealed.is_empty() {
+            self.seal_open();
+        }
+        let mut batch = self.sealed.pop_front()?;
+        batch.attempts += 1;
         self.last_flush = Some(now);
-        let body = self.encode(&flight.lines, now);
-        let events = flight.lines.len();
-        self.in_flight = Some(flight);
-        Some(Batch { body, events })
-    }
-
-    fn cut_batch(&mut self, now: SystemTime) -> InFlight {
-        let mut lines = Vec::new();
-        let mut bytes = 0;
-        while let Some(line) = self.queue.front() {
-            let cost = line_cost(line);
-            let full = lines.len() >= self.config.max_batch_events
-                || (!lines.is_empty() && bytes + cost > self.config.max_batch_bytes);
-            if full {
-                break;
-            }
-            bytes += cost;
-            if let Some(line) = self.queue.pop_front() {
-                lines.push(line);
-            }
-        }
-        self.queued_bytes -= bytes;
-        InFlight {
-            lines,
-            bytes,
+        self.next_attempt_at = None;
+        let events_len = batch.bytes.len();
+        self.push_status(&mut batch.bytes, now);
+        let flight = self.in_flight.insert(InFlight {
+            batch,
+            events_len,
             started: now,
-            attempts: 0,
-        }
+        });
+        Some(&flight.batch.bytes)
     }
 
-    /// NDJSON: the events, then the status record with the cumulative counters.
-    fn encode(&self, lines: &[String], now: SystemTime) -> Vec<u8> {
-        let mut body =
-            String::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>() + 200);
-        for line in lines {
-            body.push_str(line);
-            body.push('\n');
-        }
-        body.push_str(&self.status_record(now));
-        body.push('\n');
-        body.into_bytes()
+    /// NDJSON status record with the cumulative counters.
+    fn push_status(&self, buf: &mut Vec<u8>, now: SystemTime) {
+        buf.extend_from_slice(b"{\"kind\":\"status\",\"source\":");
+        push_string(buf, &self.source);
+        buf.extend_from_slice(b",\"ts\":");
+        push_string(buf, &humantime::format_rfc3339_micros(now).to_string());
+        buf.extend_from_slice(b",\"dropped\":{\"buffer_full\":");
+        push_u64(buf, self.drops.buffer_full);
+        buf.extend_from_slice(b",\"callout_failed\":");
+        push_u64(buf, self.drops.callout_failed);
+        buf.extend_from_slice(b",\"rejected_by_collector\":");
+        push_u64(buf, self.drops.rejected_by_collector);
+        buf.extend_from_slice(b"},\"emitted\":");
+        push_u64(buf, self.emitted);
+        buf.extend_from_slice(b"}\n");
     }
 
+    /// The status record as a line (without its newline), for tests and diagnostics.
     pub fn status_record(&self, now: SystemTime) -> String {
-        serde_json::json!({
-            "kind": "status",
-            "source": self.source,
-            "ts": humantime::format_rfc3339_micros(now).to_string(),
-            "dropped": self.drops,
-            "emitted": self.emitted,
-        })
-        .to_string()
+        let mut buf = Vec::new();
+        self.push_status(&mut buf, now);
+        buf.pop();
+        String::from_utf8_lossy(&buf).into_owned()
     }
 
     /// The collector's answer to the batch in flight.
@@ -354,25 +398,32 @@ impl Shipper {
         let Some(flight) = self.in_flight.take() else {
             return;
         };
+        let mut batch = flight.batch;
+        batch.bytes.truncate(flight.events_len);
         self.last_flush_latency = now.duration_since(flight.started).ok();
         match answer {
             Answer::Status(status, body) if (200..300).contains(&status) => {
-                self.acknowledged(&flight, body);
-                self.next_attempt_at = None;
+                self.acknowledged(&batch, body);
+                self.done_with(batch);
             }
             // The batch itself is unacceptable (auth, size, format): retrying cannot help.
             Answer::Status(status, _)
                 if (400..500).contains(&status) && status != 408 && status != 429 =>
             {
-                self.drops.rejected_by_collector += flight.lines.len() as u64;
-                self.next_attempt_at = None;
+                self.drops.rejected_by_collector += batch.events;
+                self.done_with(batch);
             }
-            _ => self.failed(flight, now, random),
+            _ => self.failed(batch, now, random),
         }
     }
 
-    fn acknowledged(&mut self, flight: &InFlight, body: &[u8]) {
-        let sent = flight.lines.len() as u64;
+    fn done_with(&mut self, batch: Batch) {
+        self.release(&batch);
+        self.recycle(batch.bytes);
+    }
+
+    fn acknowledged(&mut self, batch: &Batch, body: &[u8]) {
+        let sent = batch.events;
         match serde_json::from_slice::<CollectorReply>(body) {
             Ok(reply) => {
                 let rejected = (reply.rejected.len() as u64).min(sent);
@@ -384,16 +435,16 @@ impl Shipper {
         }
     }
 
-    fn failed(&mut self, flight: InFlight, now: SystemTime, random: u64) {
+    fn failed(&mut self, batch: Batch, now: SystemTime, random: u64) {
         let out_of_attempts =
-            self.config.max_attempts > 0 && flight.attempts >= self.config.max_attempts;
+            self.config.max_attempts > 0 && batch.attempts >= self.config.max_attempts;
         if self.draining || out_of_attempts {
-            self.drops.callout_failed += flight.lines.len() as u64;
-            self.next_attempt_at = None;
+            self.drops.callout_failed += batch.events;
+            self.done_with(batch);
             return;
         }
-        self.next_attempt_at = Some(now + self.backoff(flight.attempts, random));
-        self.retry = Some(flight);
+        self.next_attempt_at = Some(now + self.backoff(batch.attempts, random));
+        self.sealed.push_front(batch);
     }
 
     /// Exponential backoff with full jitter over the upper half: [d/2, d].
@@ -434,33 +485,55 @@ mod tests {
         UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms)
     }
 
+    fn push(s: &mut Shipper, line: &str) {
+        s.open_buffer().extend_from_slice(line.as_bytes());
+        s.open_buffer().push(b'\n');
+        s.committed(at(0));
+    }
+
     fn event(seq: u64) -> String {
         format!(r#"{{"seq":{seq},"event":"request"}}"#)
     }
 
-    fn lines(batch: &Batch) -> Vec<serde_json::Value> {
-        std::str::from_utf8(&batch.body)
+    fn lines(body: &[u8]) -> Vec<serde_json::Value> {
+        std::str::from_utf8(body)
             .expect("utf-8")
             .lines()
             .map(|l| serde_json::from_str(l).expect("json line"))
             .collect()
     }
 
+    fn polled(s: &mut Shipper, now: SystemTime) -> Option<Vec<serde_json::Value>> {
+        s.poll(now).map(lines)
+    }
+
+    fn seqs(l: &[serde_json::Value]) -> Vec<u64> {
+        l.iter().filter_map(|v| v["seq"].as_u64()).collect()
+    }
+
+    /// Every event is buffered, shipped or counted as dropped.
+    fn assert_identity(s: &Shipper) {
+        assert_eq!(
+            s.emitted,
+            s.shipped + s.drops.total() + s.buffered_events(),
+            "{s:?}"
+        );
+    }
+
     #[test]
     fn flushes_on_count_then_on_age() {
         let mut s = Shipper::new(config(), "src".into());
         s.last_flush = Some(at(0));
-        s.push(event(1));
-        s.push(event(2));
-        assert_eq!(s.poll(at(10)), None, "neither full nor old");
-        s.push(event(3));
-        let batch = s.poll(at(20)).expect("count threshold");
-        assert_eq!(batch.events, 3);
-        let l = lines(&batch);
-        assert_eq!(l.len(), 4);
-        assert_eq!(l[3]["kind"], "status");
-        assert_eq!(l[3]["emitted"], 3);
-        assert_eq!(s.poll(at(30)), None, "one batch in flight");
+        push(&mut s, &event(1));
+        push(&mut s, &event(2));
+        assert_eq!(polled(&mut s, at(10)), None, "neither full nor old");
+        push(&mut s, &event(3));
+        let batch = polled(&mut s, at(20)).expect("count threshold");
+        assert_eq!(seqs(&batch), [1, 2, 3]);
+        assert_eq!(batch[3]["kind"], "status");
+        assert_eq!(batch[3]["emitted"], 3);
+        assert_eq!(batch[3]["source"], "src");
+        assert_eq!(polled(&mut s, at(30)), None, "one batch in flight");
         s.on_answer(
             at(40),
             Answer::Status(200, br#"{"accepted":3,"rejected":[]}"#),
@@ -468,9 +541,10 @@ mod tests {
         );
         assert_eq!(s.shipped, 3);
         assert_eq!(s.last_flush_latency, Some(Duration::from_millis(20)));
-        s.push(event(4));
-        assert_eq!(s.poll(at(500)), None);
-        assert_eq!(s.poll(at(1020)).expect("age threshold").events, 1);
+        push(&mut s, &event(4));
+        assert_eq!(polled(&mut s, at(500)), None);
+        assert_eq!(seqs(&polled(&mut s, at(1020)).expect("age threshold")), [4]);
+        assert_identity(&s);
     }
 
     #[test]
@@ -478,24 +552,24 @@ mod tests {
         let mut s = Shipper::new(config(), "src".into());
         s.last_flush = Some(at(0));
         for i in 1..=4 {
-            s.push(event(i));
+            push(&mut s, &event(i));
         }
-        let first = s.poll(at(1)).expect("count threshold");
-        assert_eq!(first.events, 3);
+        assert_eq!(
+            seqs(&polled(&mut s, at(1)).expect("count threshold")),
+            [1, 2, 3]
+        );
         s.on_answer(at(2), Answer::Failed, 0);
-        assert_eq!(s.poll(at(3)), None, "backing off before draining");
+        assert_eq!(polled(&mut s, at(3)), None, "backing off before draining");
         s.start_draining();
-        let retried = s.poll(at(3)).expect("the failed batch goes out at once");
-        assert_eq!(retried.events, 3);
+        let retried = polled(&mut s, at(3)).expect("the failed batch goes out at once");
+        assert_eq!(seqs(&retried), [1, 2, 3]);
         s.on_answer(at(4), Answer::Failed, 0);
         assert_eq!(
             s.drops.callout_failed, 3,
             "no retry while draining: counted"
         );
-        let rest = s
-            .poll(at(4))
-            .expect("the partial batch, below every threshold");
-        assert_eq!(rest.events, 1);
+        let rest = polled(&mut s, at(4)).expect("the partial batch, below every threshold");
+        assert_eq!(seqs(&rest), [4]);
         assert!(!s.is_empty(), "in flight");
         s.on_answer(
             at(5),
@@ -503,16 +577,13 @@ mod tests {
             0,
         );
         assert!(s.is_empty());
-        assert_eq!(s.poll(at(6)), None, "nothing left");
-        assert_eq!(
-            (s.shipped, s.drops.total()),
-            (1, 3),
-            "every event accounted for"
-        );
+        assert_eq!(polled(&mut s, at(6)), None, "nothing left");
+        assert_eq!((s.shipped, s.drops.total()), (1, 3));
+        assert_identity(&s);
     }
 
     #[test]
-    fn flushes_on_bytes() {
+    fn seals_on_bytes() {
         let mut s = Shipper::new(
             ShipConfig {
                 max_batch_events: 100,
@@ -521,25 +592,26 @@ mod tests {
             "src".into(),
         );
         s.last_flush = Some(at(0));
-        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(600));
-        s.push(big.clone());
-        assert_eq!(s.poll(at(1)), None);
-        s.push(big);
-        let batch = s.poll(at(2)).expect("byte threshold");
+        let big = |seq: u64| format!(r#"{{"seq":{seq},"pad":"{}"}}"#, "x".repeat(600));
+        push(&mut s, &big(1));
+        assert_eq!(polled(&mut s, at(1)), None);
+        push(&mut s, &big(2));
+        let batch = polled(&mut s, at(2)).expect("byte threshold");
         assert_eq!(
-            batch.events, 1,
-            "a batch never exceeds max_batch_bytes after its first line"
+            seqs(&batch),
+            [1, 2],
+            "a batch is sealed once it reaches max_batch_bytes"
         );
+        assert_identity(&s);
     }
 
     #[test]
-    fn failures_retry_with_backoff_and_keep_order() {
+    fn failures_retry_the_same_bytes_with_backoff_and_keep_order() {
         let mut s = Shipper::new(config(), "src".into());
         for i in 1..=4 {
-            s.push(event(i));
+            push(&mut s, &event(i));
         }
-        let first = s.poll(at(0)).expect("count threshold");
-        assert_eq!(first.events, 3);
+        let first = s.poll(at(0)).expect("count threshold").to_vec();
         s.on_answer(at(100), Answer::Failed, 0);
         let wait = s
             .next_attempt_at()
@@ -550,15 +622,19 @@ mod tests {
             wait >= Duration::from_millis(125) && wait <= Duration::from_millis(250),
             "{wait:?}"
         );
-        assert_eq!(s.poll(at(101)), None, "backing off");
-        let again = s.poll(at(100) + wait).expect("retry");
+        assert_eq!(polled(&mut s, at(101)), None, "backing off");
+        let again = s.poll(at(100) + wait).expect("retry").to_vec();
+        let events_only = |b: &[u8]| {
+            b[..b.len() - 1]
+                .rsplitn(2, |c| *c == b'\n')
+                .nth(1)
+                .map(<[u8]>::to_vec)
+        };
         assert_eq!(
-            again.body[..again.body.len() - 1]
-                .split(|b| *b == b'\n')
-                .count(),
-            4
+            events_only(&again),
+            events_only(&first),
+            "the same event bytes"
         );
-        assert_eq!(lines(&again)[0]["seq"], 1, "the same batch, first");
         s.on_answer(at(1000), Answer::Status(503, b""), u64::MAX);
         let wait2 = s
             .next_attempt_at()
@@ -569,12 +645,12 @@ mod tests {
             wait2 > wait && wait2 <= Duration::from_millis(500),
             "{wait2:?}"
         );
-        let third = s.poll(at(1000) + wait2).expect("retry");
+        let third = polled(&mut s, at(1000) + wait2).expect("retry");
+        assert_eq!(seqs(&third), [1, 2, 3]);
         s.on_answer(at(2000), Answer::Status(200, br#"{"accepted":3}"#), 0);
-        assert_eq!(lines(&third)[0]["seq"], 1);
-        let next = s.poll(at(3000)).expect("rest");
-        assert_eq!(lines(&next)[0]["seq"], 4);
+        assert_eq!(seqs(&polled(&mut s, at(3000)).expect("rest")), [4]);
         assert_eq!(s.drops, Drops::default());
+        assert_identity(&s);
     }
 
     #[test]
@@ -587,40 +663,41 @@ mod tests {
             "s".into(),
         );
         assert_eq!(s.backoff(30, 0), Duration::from_millis(500));
-        assert_eq!(s.backoff(30, u64::MAX - 1), s.backoff(30, u64::MAX - 1));
         assert!(s.backoff(30, 12345) <= Duration::from_millis(1000));
     }
 
     #[test]
-    fn drop_oldest_under_a_tiny_buffer_counts_exactly() {
+    fn the_buffer_bound_drops_whole_oldest_batches_and_counts_them() {
         let cfg = ShipConfig {
-            buffer_bytes: 1024,
+            buffer_bytes: 2048,
             max_batch_bytes: 1024,
             max_batch_events: 1000,
             ..config()
         };
         let mut s = Shipper::new(cfg, "src".into());
         let line = |i: u64| format!(r#"{{"seq":{i},"pad":"{}"}}"#, "y".repeat(80));
-        let cost = line_cost(&line(1));
-        let fit = 1024 / cost;
-        for i in 1..=50 {
-            s.push(line(i));
-            assert!(s.buffered_bytes() <= 1024);
+        for i in 1..=100 {
+            push(&mut s, &line(i));
+            assert!(s.buffered_bytes() <= 2048, "bounded at every step");
+            assert_identity(&s);
         }
-        assert_eq!(s.drops.buffer_full, 50 - fit as u64);
-        assert_eq!(s.poll(at(0)), None, "the flush clock starts now");
-        let batch = s.poll(at(1000)).expect("due by age");
-        let first_kept = 50 - fit as u64 + 1;
-        assert_eq!(lines(&batch)[0]["seq"], first_kept, "the newest are kept");
+        assert!(s.drops.buffer_full > 0);
+        let batch = polled(&mut s, at(0)).expect("a sealed batch is due at once");
+        let first_kept = seqs(&batch)[0];
         assert_eq!(
-            lines(&batch).last().expect("status")["dropped"]["buffer_full"],
-            50 - fit as u64
+            first_kept,
+            s.drops.buffer_full + 1,
+            "the oldest were dropped"
         );
-        assert_eq!(s.emitted, s.drops.total() + s.buffered_events() as u64);
+        assert_eq!(
+            batch.last().expect("status")["dropped"]["buffer_full"],
+            s.drops.buffer_full
+        );
+        assert_identity(&s);
     }
 
     #[test]
-    fn waiting_retry_batches_lose_their_oldest_first() {
+    fn a_waiting_retry_batch_is_the_first_to_go() {
         let cfg = ShipConfig {
             buffer_bytes: 1024,
             max_batch_bytes: 1024,
@@ -629,19 +706,20 @@ mod tests {
         };
         let mut s = Shipper::new(cfg, "src".into());
         let line = |i: u64| format!(r#"{{"seq":{i},"pad":"{}"}}"#, "z".repeat(200));
-        s.push(line(1));
-        s.push(line(2));
+        push(&mut s, &line(1));
+        push(&mut s, &line(2));
         s.poll(at(0)).expect("count threshold");
         s.on_answer(at(1), Answer::Failed, 0);
         for i in 3..=6 {
-            s.push(line(i));
+            push(&mut s, &line(i));
         }
         assert!(s.buffered_bytes() <= 1024);
-        assert!(s.drops.buffer_full >= 1);
-        let retry = s.poll(at(60_000)).expect("retry due");
-        let first = lines(&retry)[0]["seq"].as_u64().expect("seq");
-        assert!(first >= 2, "seq 1 (oldest) was dropped first");
-        assert_eq!(s.emitted, s.drops.total() + s.buffered_events() as u64);
+        let retry = polled(&mut s, at(60_000)).expect("due");
+        assert!(
+            seqs(&retry)[0] >= 3,
+            "seq 1 and 2 (the retry batch) went first"
+        );
+        assert_identity(&s);
     }
 
     #[test]
@@ -654,7 +732,7 @@ mod tests {
             "src".into(),
         );
         for i in 1..=3 {
-            s.push(event(i));
+            push(&mut s, &event(i));
         }
         s.poll(at(0)).expect("due");
         s.on_answer(
@@ -666,11 +744,11 @@ mod tests {
             0,
         );
         assert_eq!((s.shipped, s.drops.rejected_by_collector), (2, 1));
-        s.push(event(4));
+        push(&mut s, &event(4));
         s.poll(at(2000)).expect("due");
         s.on_answer(at(2001), Answer::Status(401, b"{}"), 0);
         assert_eq!(s.drops.rejected_by_collector, 2);
-        s.push(event(5));
+        push(&mut s, &event(5));
         s.poll(at(4000)).expect("due");
         s.on_answer(at(4001), Answer::Failed, 0);
         let at_retry = s.next_attempt_at().expect("retry");
@@ -678,6 +756,7 @@ mod tests {
         s.on_answer(at_retry, Answer::Failed, 0);
         assert_eq!(s.drops.callout_failed, 1, "gave up after max_attempts");
         assert_eq!(s.emitted, s.shipped + s.drops.total());
+        assert_identity(&s);
     }
 
     #[test]

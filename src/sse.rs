@@ -1,30 +1,74 @@
 //! Incremental `text/event-stream` parsing (WHATWG server-sent events) for MCP response streams.
-//! Chunks may split the stream anywhere, even between a CR and its LF; the parser keeps only the
-//! current line and the current event's data, capped, so a stream is never buffered whole.
-//! Also the legacy HTTP+SSE `endpoint` event rewrite, as a pure function over the stream's head.
+//! Chunks may split the stream anywhere, even between a CR and its LF. Line ends are found
+//! with `memchr`; an event whose `data` line lies within one chunk is handed out borrowing
+//! that chunk, so the common case copies nothing. Only a line cut by a chunk boundary, or
+//! multi-line data, is copied, into buffers capped at `max_event_bytes` and reused, so a
+//! stream is never buffered whole. Also the legacy HTTP+SSE `endpoint` event rewrite, as a
+//! pure function over the stream's head.
 
-/// One dispatched event.
+use memchr::memchr2;
+use std::ops::Range;
+
+/// One dispatched event, borrowed from the chunk or the parser for the callback's duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseEventRef<'a> {
+    /// The `event:` field, or "message" when absent.
+    pub event: &'a [u8],
+    pub data: &'a [u8],
+    pub id: Option<&'a [u8]>,
+    /// The event was larger than the cap: its data was not kept.
+    pub truncated: bool,
+}
+
+impl SseEventRef<'_> {
+    pub fn is_message(&self) -> bool {
+        self.event == b"message"
+    }
+
+    pub fn to_owned_event(&self) -> SseEvent {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        SseEvent {
+            event: text(self.event),
+            data: text(self.data),
+            id: self.id.map(text),
+            truncated: self.truncated,
+        }
+    }
+}
+
+/// An owned event (tests, fuzzing, the endpoint rewrite).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
-    /// The `event:` field, or "message" when absent.
     pub event: String,
     pub data: String,
     pub id: Option<String>,
-    /// The event was larger than the cap: its data was not kept.
     pub truncated: bool,
+}
+
+/// Where the current event's data is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Data {
+    None,
+    /// One `data` line, still in the chunk being fed.
+    InChunk(Range<usize>),
+    /// In `SseParser::data` (copied: cut by a chunk boundary, or several lines).
+    Copied,
 }
 
 /// Streaming parser state.
 #[derive(Debug)]
 pub struct SseParser {
     max_event_bytes: usize,
-    line: Vec<u8>,
-    line_overflow: bool,
+    /// The start of a line cut by the end of the previous chunk.
+    carry: Vec<u8>,
+    carry_overflow: bool,
+    /// The previous chunk ended in CR: a leading LF belongs to that line end.
     after_cr: bool,
-    event: Option<String>,
+    event: Vec<u8>,
     data: Vec<u8>,
-    has_data: bool,
-    id: Option<String>,
+    data_at: Data,
+    id: Vec<u8>,
+    has_id: bool,
     truncated: bool,
     /// Bytes of a leading UTF-8 BOM matched so far (it may be split across chunks); `None`
     /// once the stream is past its start.
@@ -37,29 +81,68 @@ impl SseParser {
     pub fn new(max_event_bytes: usize) -> Self {
         SseParser {
             max_event_bytes,
-            line: Vec::new(),
-            line_overflow: false,
+            carry: Vec::new(),
+            carry_overflow: false,
             after_cr: false,
-            event: None,
+            event: Vec::new(),
             data: Vec::new(),
-            has_data: false,
-            id: None,
+            data_at: Data::None,
+            id: Vec::new(),
+            has_id: false,
             truncated: false,
             bom_matched: Some(0),
         }
     }
 
-    /// Feeds the next chunk; complete events are appended to `out`.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
-        let chunk = self.skip_bom(chunk, out);
-        for &byte in chunk {
-            self.feed_byte(byte, out);
+    /// Feeds the next chunk; `on_event` gets every event completed by it.
+    pub fn feed(&mut self, chunk: &[u8], on_event: &mut dyn FnMut(SseEventRef)) {
+        let mut chunk = self.skip_bom(chunk);
+        if chunk.is_empty() {
+            return;
+        }
+        if std::mem::take(&mut self.after_cr) && chunk.first() == Some(&b'\n') {
+            chunk = chunk.get(1..).unwrap_or_default();
+        }
+        let mut pos = 0;
+        while pos < chunk.len() {
+            let rest = chunk.get(pos..).unwrap_or_default();
+            let Some(offset) = memchr2(b'\n', b'\r', rest) else {
+                self.push_carry(rest);
+                break;
+            };
+            let end = pos + offset;
+            if self.carry.is_empty() && !self.carry_overflow {
+                self.line(chunk, pos..end, on_event);
+            } else {
+                self.push_carry(chunk.get(pos..end).unwrap_or_default());
+                let carried = std::mem::take(&mut self.carry);
+                let overflow = std::mem::take(&mut self.carry_overflow);
+                self.truncated |= overflow;
+                self.copied_line(&carried);
+                self.carry = carried;
+                self.carry.clear();
+            }
+            pos = end + 1;
+            if chunk.get(end) == Some(&b'\r') {
+                match chunk.get(pos) {
+                    Some(b'\n') => pos += 1,
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+        }
+        // Data still pointing into this chunk must outlive it.
+        if let Data::InChunk(range) = self.data_at.clone() {
+            self.data.clear();
+            self.data
+                .extend_from_slice(chunk.get(range).unwrap_or_default());
+            self.data_at = Data::Copied;
         }
     }
 
     /// Consumes a leading BOM, however the chunks split it; bytes that turn out not to be
-    /// one are parsed as ordinary input.
-    fn skip_bom<'c>(&mut self, chunk: &'c [u8], out: &mut Vec<SseEvent>) -> &'c [u8] {
+    /// one start the first line.
+    fn skip_bom<'c>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
         let Some(mut matched) = self.bom_matched else {
             return chunk;
         };
@@ -68,103 +151,162 @@ impl SseParser {
                 matched += 1;
                 if matched == BOM.len() {
                     self.bom_matched = None;
-                    return &chunk[i + 1..];
+                    return chunk.get(i + 1..).unwrap_or_default();
                 }
                 continue;
             }
             self.bom_matched = None;
-            for &held in &BOM[..matched] {
-                self.feed_byte(held, out);
-            }
-            return &chunk[i..];
+            self.push_carry(&BOM[..matched]);
+            return chunk.get(i..).unwrap_or_default();
         }
         self.bom_matched = Some(matched);
         &[]
     }
 
-    fn feed_byte(&mut self, byte: u8, out: &mut Vec<SseEvent>) {
-        match byte {
-            b'\n' if self.after_cr => self.after_cr = false,
-            b'\n' | b'\r' => {
-                self.after_cr = byte == b'\r';
-                self.end_line(out);
-            }
-            _ => {
-                self.after_cr = false;
-                self.push_line_byte(byte);
-            }
+    /// Keeps at most `max_event_bytes` of a cut line: its field name survives, its value is
+    /// marked truncated, as when the whole line is in one chunk.
+    fn push_carry(&mut self, bytes: &[u8]) {
+        let room = self.max_event_bytes.saturating_sub(self.carry.len());
+        if bytes.len() > room {
+            self.carry_overflow = true;
         }
+        self.carry
+            .extend_from_slice(bytes.get(..bytes.len().min(room)).unwrap_or_default());
     }
 
-    fn push_line_byte(&mut self, byte: u8) {
-        if self.line.len() < self.max_event_bytes {
-            self.line.push(byte);
-        } else {
-            self.line_overflow = true;
-        }
-    }
-
-    fn end_line(&mut self, out: &mut Vec<SseEvent>) {
-        let line = std::mem::take(&mut self.line);
-        if std::mem::take(&mut self.line_overflow) {
-            self.truncated = true;
-        }
+    /// A complete line inside `chunk` (borrowed).
+    fn line(&mut self, chunk: &[u8], range: Range<usize>, on_event: &mut dyn FnMut(SseEventRef)) {
+        let line = chunk.get(range.clone()).unwrap_or_default();
         if line.is_empty() {
-            self.dispatch(out);
+            self.dispatch(chunk, on_event);
             return;
         }
-        if line.first() == Some(&b':') {
-            return;
-        }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
-            Some(i) => {
-                let value = &line[i + 1..];
-                (&line[..i], value.strip_prefix(b" ").unwrap_or(value))
+        // A line over the cap counts as its first `max_event_bytes` bytes, truncated.
+        let kept = line.len().min(self.max_event_bytes);
+        self.truncated |= kept < line.len();
+        let line = line.get(..kept).unwrap_or_default();
+        let (field, value) = split_field(line);
+        if field == b"data" {
+            let end = range.start + kept;
+            if self.data_at == Data::None {
+                self.data_at = Data::InChunk(end - value.len()..end);
+            } else {
+                self.materialize(chunk);
+                self.append_data(value);
             }
-            None => (&line[..], &[][..]),
-        };
+        } else {
+            self.other_field(field, value);
+        }
+    }
+
+    /// A complete line that was cut across chunks (copied). It is never empty: an empty
+    /// line has nothing to carry.
+    fn copied_line(&mut self, line: &[u8]) {
+        if line.is_empty() {
+            return;
+        }
+        let (field, value) = split_field(line);
+        if field == b"data" {
+            self.append_data(value);
+        } else {
+            self.other_field(field, value);
+        }
+    }
+
+    fn other_field(&mut self, field: &[u8], value: &[u8]) {
         match field {
-            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
-            b"data" => self.push_data(value),
+            b"event" => {
+                self.event.clear();
+                self.event.extend_from_slice(value);
+            }
             b"id" if !value.contains(&0) => {
-                self.id = Some(String::from_utf8_lossy(value).into_owned())
+                self.id.clear();
+                self.id.extend_from_slice(value);
+                self.has_id = true;
             }
             _ => {}
         }
     }
 
-    fn push_data(&mut self, value: &[u8]) {
-        let separator = usize::from(self.has_data);
-        if self.data.len() + separator + value.len() > self.max_event_bytes {
-            self.truncated = true;
-        } else {
-            if self.has_data {
-                self.data.push(b'\n');
-            }
-            self.data.extend_from_slice(value);
+    /// Moves data borrowed from `chunk` into the parser's buffer.
+    fn materialize(&mut self, chunk: &[u8]) {
+        if let Data::InChunk(range) = self.data_at.clone() {
+            self.data.clear();
+            self.data
+                .extend_from_slice(chunk.get(range).unwrap_or_default());
+            self.data_at = Data::Copied;
         }
-        self.has_data = true;
     }
 
-    fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
-        let event = self.event.take();
-        let id = self.id.take();
-        let data = std::mem::take(&mut self.data);
-        let truncated = std::mem::take(&mut self.truncated);
-        if !std::mem::take(&mut self.has_data) {
+    fn append_data(&mut self, value: &[u8]) {
+        match self.data_at {
+            Data::None => {
+                self.data.clear();
+                self.data_at = Data::Copied;
+            }
+            _ => self.data.push(b'\n'),
+        }
+        if self.truncated {
             return;
         }
-        out.push(SseEvent {
-            event: event.unwrap_or_else(|| "message".to_string()),
-            data: if truncated {
-                String::new()
-            } else {
-                String::from_utf8_lossy(&data).into_owned()
-            },
-            id,
-            truncated,
-        });
+        if self.data.len() + value.len() > self.max_event_bytes {
+            self.truncated = true;
+            self.data.clear();
+        } else {
+            self.data.extend_from_slice(value);
+        }
     }
+
+    fn dispatch(&mut self, chunk: &[u8], on_event: &mut dyn FnMut(SseEventRef)) {
+        let data_at = std::mem::replace(&mut self.data_at, Data::None);
+        let truncated = std::mem::take(&mut self.truncated);
+        if data_at != Data::None {
+            let data = match (&data_at, truncated) {
+                (_, true) => &[][..],
+                (Data::InChunk(range), false) => chunk.get(range.clone()).unwrap_or_default(),
+                _ => &self.data[..],
+            };
+            let event = if self.event.is_empty() {
+                &b"message"[..]
+            } else {
+                &self.event[..]
+            };
+            on_event(SseEventRef {
+                event,
+                data,
+                id: self.has_id.then_some(&self.id[..]),
+                truncated,
+            });
+        }
+        self.event.clear();
+        self.has_id = false;
+        self.data.clear();
+    }
+}
+
+/// `field: value` (one optional space after the colon); a line without a colon is a field
+/// with an empty value; a line starting with a colon is a comment (empty field name).
+fn split_field(line: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b':', line) {
+        Some(i) => {
+            let value = line.get(i + 1..).unwrap_or_default();
+            (
+                line.get(..i).unwrap_or_default(),
+                value.strip_prefix(b" ").unwrap_or(value),
+            )
+        }
+        None => (line, &[]),
+    }
+}
+
+/// Parses a whole input into owned events (tests, fuzzing, the endpoint rewrite).
+pub fn parse_all(max_event_bytes: usize, chunks: &[&[u8]]) -> Vec<SseEvent> {
+    let mut parser = SseParser::new(max_event_bytes);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        parser.feed(chunk, &mut |e| out.push(e.to_owned_event()));
+    }
+    out
 }
 
 /// Outcome of looking for the legacy transport's `endpoint` event at the head of a stream.
@@ -192,9 +334,7 @@ pub fn rewrite_endpoint(head: &[u8], prefix: &str) -> EndpointRewrite {
     let Some(end) = first_event_end(head) else {
         return EndpointRewrite::NeedMore;
     };
-    let mut parser = SseParser::new(head.len() + 1);
-    let mut events = Vec::new();
-    parser.feed(&head[..end], &mut events);
+    let events = parse_all(head.len() + 1, &[head.get(..end).unwrap_or_default()]);
     let Some(first) = events.first() else {
         return EndpointRewrite::NotEndpoint;
     };
@@ -206,7 +346,7 @@ pub fn rewrite_endpoint(head: &[u8], prefix: &str) -> EndpointRewrite {
     };
     let new = format!("{prefix}{path}");
     let mut stream = format!("event: endpoint\ndata: {new}\n\n").into_bytes();
-    stream.extend_from_slice(&head[end..]);
+    stream.extend_from_slice(head.get(end..).unwrap_or_default());
     EndpointRewrite::Rewritten {
         stream,
         old: first.data.clone(),
@@ -224,7 +364,7 @@ fn endpoint_path(endpoint: &str) -> Option<&str> {
     let rest = endpoint
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"))?;
-    let path = &rest[rest.find('/')?..];
+    let path = rest.get(rest.find('/')?..)?;
     valid(path).then_some(path)
 }
 
@@ -232,8 +372,8 @@ fn endpoint_path(endpoint: &str) -> Option<&str> {
 fn first_event_end(head: &[u8]) -> Option<usize> {
     let mut previous_was_newline = false;
     let mut i = 0;
-    while i < head.len() {
-        let newline_len = match (head[i], head.get(i + 1)) {
+    while let Some(&byte) = head.get(i) {
+        let newline_len = match (byte, head.get(i + 1)) {
             (b'\r', Some(b'\n')) => 2,
             (b'\r', None) => return None, // the LF may be in the next chunk
             (b'\r', _) | (b'\n', _) => 1,
@@ -274,29 +414,16 @@ mod tests {
         ]
     }
 
-    fn parse_in_pieces(pieces: &[&[u8]], cap: usize) -> Vec<SseEvent> {
-        let mut parser = SseParser::new(cap);
-        let mut out = Vec::new();
-        for piece in pieces {
-            parser.feed(piece, &mut out);
-        }
-        out
-    }
-
     #[test]
     fn whole_stream() {
-        assert_eq!(parse_in_pieces(&[STREAM], 1024), expected());
+        assert_eq!(parse_all(1024, &[STREAM]), expected());
     }
 
     #[test]
     fn every_single_split_point() {
         for split in 0..=STREAM.len() {
             let (a, b) = STREAM.split_at(split);
-            assert_eq!(
-                parse_in_pieces(&[a, b], 1024),
-                expected(),
-                "split at {split}"
-            );
+            assert_eq!(parse_all(1024, &[a, b]), expected(), "split at {split}");
         }
     }
 
@@ -305,7 +432,7 @@ mod tests {
         for i in 0..=STREAM.len() {
             for j in i..=STREAM.len() {
                 let pieces = [&STREAM[..i], &STREAM[i..j], &STREAM[j..]];
-                assert_eq!(parse_in_pieces(&pieces, 1024), expected(), "splits {i},{j}");
+                assert_eq!(parse_all(1024, &pieces), expected(), "splits {i},{j}");
             }
         }
     }
@@ -313,31 +440,54 @@ mod tests {
     #[test]
     fn byte_at_a_time() {
         let pieces: Vec<&[u8]> = STREAM.chunks(1).collect();
-        assert_eq!(parse_in_pieces(&pieces, 1024), expected());
+        assert_eq!(parse_all(1024, &pieces), expected());
+    }
+
+    #[test]
+    fn an_event_within_one_chunk_borrows_it() {
+        let chunk = b"event: message\ndata: {\"id\":1}\n\n";
+        let mut parser = SseParser::new(64);
+        let mut seen = 0;
+        parser.feed(chunk, &mut |e| {
+            seen += 1;
+            let inside = chunk.as_ptr_range();
+            assert!(
+                inside.contains(&e.data.as_ptr()),
+                "data borrowed, not copied"
+            );
+            assert_eq!(e.data, b"{\"id\":1}");
+            assert!(e.is_message());
+        });
+        assert_eq!(seen, 1);
+        assert!(parser.data.capacity() == 0, "nothing was copied");
     }
 
     #[test]
     fn a_bom_split_across_chunks_is_still_a_bom_and_a_false_start_is_data() {
-        let split = parse_in_pieces(&[b"\xEF", b"\xBB", b"\xBFdata: a\n\n"], 64);
+        let split = parse_all(64, &[b"\xEF", b"\xBB", b"\xBFdata: a\n\n"]);
         assert_eq!(split.len(), 1);
         assert_eq!(split[0].data, "a");
         // Not a BOM after all: the held bytes are parsed as the start of the first line.
-        let false_start = parse_in_pieces(&[b"\xEF\xBB", b"x: 1\ndata: b\n\n"], 64);
+        let false_start = parse_all(64, &[b"\xEF\xBB", b"x: 1\ndata: b\n\n"]);
         assert_eq!(false_start.len(), 1);
         assert_eq!(false_start[0].data, "b");
-        let no_bom = parse_in_pieces(&[b"data: c\n\n"], 64);
+        let no_bom = parse_all(64, &[b"data: c\n\n"]);
         assert_eq!(no_bom[0].data, "c");
     }
 
     #[test]
     fn oversized_events_are_marked_not_kept() {
         let stream = b"data: 0123456789abcdef\n\ndata: ok\n\n";
-        let events = parse_in_pieces(&[stream], 8);
-        assert_eq!(events.len(), 2);
-        assert!(events[0].truncated);
-        assert_eq!(events[0].data, "");
-        assert_eq!(events[1].data, "ok");
-        assert!(!events[1].truncated);
+        for pieces in [vec![&stream[..]], stream.chunks(3).collect::<Vec<_>>()] {
+            let events = parse_all(8, &pieces);
+            assert_eq!(events.len(), 2);
+            assert!(events[0].truncated);
+            assert_eq!(events[0].data, "");
+            assert_eq!(events[1].data, "ok");
+            assert!(!events[1].truncated);
+        }
+        let two_lines = parse_all(8, &[b"data: 01234\ndata: 56789\n\n"]);
+        assert!(two_lines[0].truncated && two_lines[0].data.is_empty());
     }
 
     #[test]

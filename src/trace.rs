@@ -51,12 +51,18 @@ impl TraceParent {
 
     /// The header value, always written as version 00.
     pub fn header_value(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            self.trace_id_hex(),
-            self.span_id_hex(),
-            self.flags
-        )
+        String::from_utf8_lossy(&self.header_bytes()).into_owned()
+    }
+
+    /// The header value without allocating: `00-<trace id>-<span id>-<flags>`.
+    pub fn header_bytes(&self) -> [u8; 55] {
+        let mut out = [b'-'; 55];
+        out[0] = b'0';
+        out[1] = b'0';
+        write_hex(&mut out[3..35], &self.trace_id);
+        write_hex(&mut out[36..52], &self.span_id);
+        write_hex(&mut out[53..55], &[self.flags]);
+        out
     }
 }
 
@@ -65,7 +71,7 @@ impl TraceParent {
 pub struct TraceContext {
     pub current: TraceParent,
     /// Span id of the incoming parent, when one was propagated.
-    pub parent_span_id: Option<String>,
+    pub parent_span_id: Option<[u8; 8]>,
     /// Where the parent came from.
     pub origin: TraceOrigin,
 }
@@ -104,7 +110,7 @@ impl TraceContext {
                     span_id: ids.span_id(),
                     flags: parent.flags,
                 },
-                parent_span_id: Some(parent.span_id_hex()),
+                parent_span_id: Some(parent.span_id),
                 origin,
             },
             None => TraceContext {
@@ -169,14 +175,33 @@ impl IdGenerator {
     }
 }
 
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    let mut s = Vec::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    String::from_utf8_lossy(&s).into_owned()
+}
+
+fn hex_pair(b: u8) -> [u8; 2] {
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]
+}
+
+/// Appends the lower-case hex digits of `bytes`.
+pub fn push_hex(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.reserve(bytes.len() * 2);
+    for &b in bytes {
+        buf.extend_from_slice(&hex_pair(b));
     }
-    s
+}
+
+/// Writes the hex digits of `bytes` into `out` (two per byte, as far as `out` goes).
+pub fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        let [hi, lo] = hex_pair(b);
+        pair[0] = hi;
+        pair[1] = lo;
+    }
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
@@ -257,7 +282,10 @@ mod tests {
             "0af7651916cd43dd8448eb211c80319c"
         );
         assert_ne!(ctx.current.span_id_hex(), "b7ad6b7169203331");
-        assert_eq!(ctx.parent_span_id.as_deref(), Some("b7ad6b7169203331"));
+        assert_eq!(
+            ctx.parent_span_id.map(|p| to_hex(&p)).as_deref(),
+            Some("b7ad6b7169203331")
+        );
         assert_eq!(ctx.origin, TraceOrigin::Header);
         assert!(TraceParent::parse(&ctx.current.header_value()).is_some());
     }

@@ -17,7 +17,9 @@ const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-
 
 const FILTER: &str = r#"{"instance": {"source": {"path_prefix": "/mcp/"}, "allowed": ["demo"], "on_missing": "reject"},
  "validation": "reject",
- "arguments": {"capture": true, "max_bytes": 256}}"#;
+ "arguments": {"capture": true, "max_bytes": 256},
+ "min_level": "debug",
+ "filter_state": true}"#;
 
 fn start_envoy(upstream: &DemoServer, workers: u32) -> Envoy {
     let config = EnvoyConfig {

@@ -13,7 +13,9 @@ const CONFIG: &str = r#"{
   "instance": {"source": {"path_prefix": "/mcp/"}, "allowed": ["demo", "legacy"], "on_missing": "reject"},
   "validation": "reject",
   "max_body_bytes": 4096,
-  "arguments": {"capture": true, "max_bytes": 256}
+  "arguments": {"capture": true, "max_bytes": 256},
+  "min_level": "debug",
+  "filter_state": true
 }"#;
 
 fn setup() -> (World, Vm) {

@@ -2,16 +2,7 @@
 //! gives the same events however the stream is cut into chunks.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mcp_filter::sse::{SseEvent, SseParser};
-
-fn run(cap: usize, chunks: &[&[u8]]) -> Vec<SseEvent> {
-    let mut parser = SseParser::new(cap);
-    let mut out = Vec::new();
-    for chunk in chunks {
-        parser.feed(chunk, &mut out);
-    }
-    out
-}
+use mcp_filter::sse::parse_all as run;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {

@@ -1,20 +1,24 @@
 //! Host glue: the only module that talks to the proxy-wasm host. It implements the SDK's root
 //! and HTTP context traits, reads headers, bodies and properties, and applies what
-//! `exchange::Exchange` decides. Host calls go through `hostcalls` (which return `Result`)
-//! rather than the trait helpers that unwrap, so a host error is counted and reported as
-//! `panic.recovered` and the request passes untouched: the filter never traps on traffic.
+//! `exchange::Exchange` decides. Failed host calls return errors (see [`host`]), which are
+//! counted and reported as `panic.recovered`, and the request passes untouched: the filter
+//! never traps on traffic.
 
-use crate::config::Config;
-use crate::events::{Emitter, EventSink, LogSink, LOG_PREFIX};
+mod host;
+
+use crate::config::{Config, InstanceSource};
+use crate::events::{Events, LogSink};
 use crate::exchange::{
     Env, Exchange, LocalReply, RequestAction, RequestHead, ResponseBodyAction, StreamEnd,
 };
 use crate::pending::{PendingStats, SharedPending};
+use crate::redact::FingerprintCache;
 use crate::resilience::{self, CasStats, UpstreamCounters, UpstreamEnv};
-use crate::shipping::{Answer, ShipConfig, Shipper};
+use crate::shipping::Answer;
 use crate::stats::{upstream_stat, Snapshot, StatKind, STATS};
 use crate::trace::IdGenerator;
 use crate::upstream::{SetError, SharedStore, StoreError};
+use host::HeaderMap;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -35,9 +39,9 @@ proxy_wasm::main! {{
 struct VmState {
     config: Config,
     ids: IdGenerator,
-    emitter: Emitter,
+    events: Events,
+    fingerprints: FingerprintCache,
     pending: PendingStats,
-    shipper: Option<Rc<RefCell<Shipper>>>,
     internal_errors: u64,
     cas: CasStats,
     registered: BTreeSet<String>,
@@ -60,21 +64,6 @@ impl SharedStore for HostStore {
     }
 }
 
-/// Events into the shipper's buffer (and, if asked, Envoy's log too).
-struct ShipSink {
-    shipper: Rc<RefCell<Shipper>>,
-    also_log: bool,
-}
-
-impl EventSink for ShipSink {
-    fn deliver(&mut self, line: String) {
-        if self.also_log {
-            log::info!("{LOG_PREFIX}{line}");
-        }
-        self.shipper.borrow_mut().push(line);
-    }
-}
-
 impl VmState {
     fn env(&mut self, now: SystemTime) -> Env<'_> {
         let ids = &mut self.ids;
@@ -90,7 +79,8 @@ impl VmState {
             config: &self.config,
             now,
             ids,
-            emitter: &mut self.emitter,
+            events: &mut self.events,
+            fingerprints: &mut self.fingerprints,
             pending: SharedPending {
                 store: &HostStore,
                 slots: self.config.max_pending,
@@ -103,11 +93,20 @@ impl VmState {
 
 type Shared = Rc<RefCell<Option<VmState>>>;
 
+/// The callout's headers, built once per configuration.
+#[derive(Default)]
+struct CalloutHeaders {
+    path: String,
+    authority: String,
+    authorization: String,
+}
+
 #[derive(Default)]
 struct Root {
     state: Shared,
     /// Token of the batch callout in flight.
     callout: Option<u32>,
+    callout_headers: CalloutHeaders,
     /// Ids in the order of `STATS`; `None` where the host refused a definition.
     stat_ids: Vec<Option<u32>>,
     reported: Snapshot,
@@ -144,10 +143,10 @@ fn new_vm_state(config: &Config) -> VmState {
     let source = ids.hex_id(8);
     VmState {
         config: config.clone(),
-        emitter: Emitter::new(source, config.min_level, Box::new(LogSink)),
+        events: Events::new(source, config.min_level),
+        fingerprints: FingerprintCache::new(&config.fingerprint_salt),
         ids,
         pending: PendingStats::default(),
-        shipper: None,
         internal_errors: 0,
         cas: CasStats::default(),
         registered: BTreeSet::new(),
@@ -169,51 +168,50 @@ fn define_stats() -> Vec<Option<u32>> {
 }
 
 impl Root {
-    /// Runs `f` on the shipper with a random value for jitter; `None` when not shipping.
-    fn with_shipper<T>(&mut self, f: impl FnOnce(&mut Shipper, u64) -> T) -> Option<T> {
-        let mut state = self.state.borrow_mut();
-        let vm = state.as_mut()?;
-        let random = vm.ids.next_u64();
-        let shipper = vm.shipper.clone()?;
-        drop(state);
-        let mut shipper = shipper.borrow_mut();
-        Some(f(&mut shipper, random))
-    }
-
     /// Sends the next due batch. Callouts are made from the root context only: one made in a
     /// stream's context would be cancelled when that stream ends.
     fn flush(&mut self) {
         if self.callout.is_some() {
             return;
         }
-        let sent = self.with_shipper(|shipper, random| {
-            let now = now();
-            let batch = shipper.poll(now)?;
-            let config: ShipConfig = shipper.config().clone();
-            let auth = format!("Bearer {}", config.token);
-            let headers = vec![
-                (":method", "POST"),
-                (":path", config.path.as_str()),
-                (":authority", config.authority.as_str()),
-                ("content-type", "application/x-ndjson"),
-                ("authorization", auth.as_str()),
-            ];
-            let timeout = Duration::from_millis(config.timeout_ms);
-            match hostcalls::dispatch_http_call(
-                &config.cluster,
-                headers,
-                Some(&batch.body),
-                vec![],
-                timeout,
-            ) {
-                Ok(token) => Some(token),
-                Err(_) => {
-                    shipper.on_answer(now, Answer::Failed, random);
-                    None
-                }
-            }
-        });
-        self.callout = sent.flatten();
+        let mut state = self.state.borrow_mut();
+        let Some(vm) = state.as_mut() else {
+            return;
+        };
+        let random = vm.ids.next_u64();
+        let Some(shipper) = vm.events.shipper_mut() else {
+            return;
+        };
+        let now = now();
+        let timeout = Duration::from_millis(shipper.config().timeout_ms);
+        let cluster = shipper.config().cluster.clone();
+        let Some(body) = shipper.poll(now) else {
+            return;
+        };
+        let h = &self.callout_headers;
+        let headers = vec![
+            (":method", "POST"),
+            (":path", h.path.as_str()),
+            (":authority", h.authority.as_str()),
+            ("content-type", "application/x-ndjson"),
+            ("authorization", h.authorization.as_str()),
+        ];
+        match hostcalls::dispatch_http_call(&cluster, headers, Some(body), vec![], timeout) {
+            Ok(token) => self.callout = Some(token),
+            Err(_) => shipper.on_answer(now, Answer::Failed, random),
+        }
+    }
+
+    /// Runs `f` on the shipper with a random value for jitter; `None` when not shipping.
+    fn with_shipper<T>(
+        &mut self,
+        f: impl FnOnce(&mut crate::shipping::Shipper, u64) -> T,
+    ) -> Option<T> {
+        let mut state = self.state.borrow_mut();
+        let vm = state.as_mut()?;
+        let random = vm.ids.next_u64();
+        let shipper = vm.events.shipper_mut()?;
+        Some(f(shipper, random))
     }
 
     /// While draining: sends the next batch (dropping, counted, those the host refuses to
@@ -235,7 +233,7 @@ impl Root {
         let state = self.state.borrow();
         let vm = state.as_ref()?;
         let mut values = [0i64; STATS.len()];
-        values[0] = vm.emitter.emitted() as i64;
+        values[0] = vm.events.emitted() as i64;
         values[5] = vm.internal_errors as i64;
         values[9] = vm.cas.retries as i64;
         values[10] = vm.cas.lost as i64;
@@ -243,8 +241,7 @@ impl Root {
         values[12] = vm.cas.unregistered as i64;
         values[13] = vm.pending.evicted as i64;
         values[14] = vm.pending.lost as i64;
-        if let Some(shipper) = &vm.shipper {
-            let s = shipper.borrow();
+        if let Some(s) = vm.events.shipper() {
             values[1] = s.shipped as i64;
             values[2] = s.drops.buffer_full as i64;
             values[3] = s.drops.callout_failed as i64;
@@ -324,14 +321,14 @@ impl Context for Root {
             return;
         }
         self.callout = None;
-        let status = header_map(MapType::HttpCallResponseHeaders)
+        let status = HeaderMap::read(MapType::HttpCallResponseHeaders)
             .ok()
-            .and_then(|h| h.into_iter().find(|(k, _)| k == ":status"))
-            .and_then(|(_, v)| v.parse::<u32>().ok());
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+            .and_then(|map| {
+                crate::exchange::header(&map.pairs(), ":status")?
+                    .parse::<u32>()
+                    .ok()
+            });
+        let body = host::buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default();
         let answer = match status {
             Some(status) if num_headers > 0 => Answer::Status(status, &body),
             _ => Answer::Failed,
@@ -385,27 +382,22 @@ impl RootContext for Root {
         let mut state = self.state.borrow_mut();
         let vm = state.get_or_insert_with(|| new_vm_state(&config));
         // A reconfigured VM keeps its source id and seq so the collector sees no gap.
-        vm.emitter.set_min_level(config.min_level);
-        vm.shipper = config.collector.clone().map(|ship| {
-            let shipper = match vm.shipper.take() {
-                Some(existing) => {
-                    existing.borrow_mut().set_config(ship.clone());
-                    existing
-                }
-                None => Rc::new(RefCell::new(Shipper::new(
-                    ship.clone(),
-                    vm.emitter.source().to_string(),
-                ))),
-            };
-            vm.emitter.set_sink(Box::new(ShipSink {
-                shipper: shipper.clone(),
-                also_log: ship.log_events,
-            }));
-            shipper
-        });
-        if vm.shipper.is_none() {
-            vm.emitter.set_sink(Box::new(LogSink));
-        }
+        vm.events.set_min_level(config.min_level);
+        vm.events.set_shipping(config.collector.clone());
+        let log_lines = config.collector.as_ref().is_none_or(|c| c.log_events);
+        vm.events.set_line_sink(
+            log_lines.then(|| Box::new(LogSink) as Box<dyn crate::events::LineSink>),
+        );
+        vm.fingerprints = FingerprintCache::new(&config.fingerprint_salt);
+        self.callout_headers = config
+            .collector
+            .as_ref()
+            .map(|c| CalloutHeaders {
+                path: c.path.clone(),
+                authority: c.authority.clone(),
+                authorization: format!("Bearer {}", c.token),
+            })
+            .unwrap_or_default();
         vm.config = config;
         drop(state);
         if self.stat_ids.is_empty() {
@@ -445,9 +437,7 @@ struct BodyCursor {
 impl BodyCursor {
     fn read_new(&self, buffer: BufferType, body_size: usize) -> Result<Vec<u8>, &'static str> {
         let start = self.buffered.min(body_size);
-        hostcalls::get_buffer(buffer, start, body_size - start)
-            .map(Option::unwrap_or_default)
-            .map_err(|_| "get_buffer")
+        host::buffer(buffer, start, body_size - start)
     }
 
     fn after(&mut self, paused: bool, body_size: usize) {
@@ -462,38 +452,10 @@ struct Http {
     response_body: BodyCursor,
 }
 
-fn header_map(map: MapType) -> Result<Vec<(String, String)>, &'static str> {
-    hostcalls::get_map_bytes(map)
-        .map(|pairs| {
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-                .collect()
-        })
-        .map_err(|_| "get_map")
-}
-
-fn string_property(path: Vec<&str>) -> Option<String> {
-    hostcalls::get_property(path)
-        .ok()
-        .flatten()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-}
-
-fn int_property(path: Vec<&str>) -> Option<u32> {
-    let bytes = hostcalls::get_property(path).ok().flatten()?;
-    let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    u32::try_from(u64::from_le_bytes(array)).ok()
-}
-
 /// The filter's own health endpoint, when configured and asked for.
-fn health_endpoint(vm: &VmState, headers: &[(String, String)]) -> Option<LocalReply> {
-    let path = headers
-        .iter()
-        .find(|(k, _)| k == ":path")
-        .map(|(_, v)| v.as_str())?;
+fn health_endpoint(vm: &VmState, path: Option<&str>) -> Option<LocalReply> {
     let wanted = vm.config.health_path.as_deref()?;
-    if path.split('?').next() != Some(wanted) {
+    if crate::exchange::path_only(path?) != wanted {
         return None;
     }
     let config = vm.config.upstream.as_ref()?;
@@ -504,17 +466,10 @@ fn send_local_reply(reply: &LocalReply) -> Result<(), &'static str> {
     let headers: Vec<(&str, &str)> = reply
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| (*k, v.as_str()))
         .collect();
     hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()))
         .map_err(|_| "send_http_response")
-}
-
-fn set_headers(map: MapType, headers: &[(String, String)]) -> Result<(), &'static str> {
-    for (name, value) in headers {
-        hostcalls::set_map_value(map, name, Some(value)).map_err(|_| "set_map_value")?;
-    }
-    Ok(())
 }
 
 impl Http {
@@ -538,8 +493,12 @@ impl Http {
 
     fn apply_request_action(&mut self, action: RequestAction) -> Result<Action, &'static str> {
         match action {
-            RequestAction::Continue(headers) => {
-                set_headers(MapType::HttpRequestHeaders, &headers)?;
+            RequestAction::Forward(traceparent) => {
+                host::replace_header(MapType::HttpRequestHeaders, "traceparent", &traceparent)?;
+                self.mirror_filter_state();
+                Ok(Action::Continue)
+            }
+            RequestAction::Continue => {
                 self.mirror_filter_state();
                 Ok(Action::Continue)
             }
@@ -551,10 +510,10 @@ impl Http {
         }
     }
 
-    /// Classification into Envoy filter state (`wasm.mcp_*`), for access logs and RBAC.
-    fn mirror_filter_state(&self) {
-        if let Some(exchange) = &self.exchange {
-            for (key, value) in exchange.filter_state() {
+    /// Classification into Envoy filter state (`wasm.mcp_*`), when configured and changed.
+    fn mirror_filter_state(&mut self) {
+        if let Some(exchange) = self.exchange.as_mut() {
+            for (key, value) in exchange.take_filter_state() {
                 // Best effort: a host without filter state loses only this mirror.
                 let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
             }
@@ -562,25 +521,23 @@ impl Http {
     }
 
     fn request_headers(&mut self, end_of_stream: bool) -> Result<Action, &'static str> {
-        let headers = header_map(MapType::HttpRequestHeaders)?;
+        let map = HeaderMap::read(MapType::HttpRequestHeaders)?;
+        let headers = map.pairs();
         let mut state = self.state.borrow_mut();
         let Some(vm) = state.as_mut() else {
             return Ok(Action::Continue);
         };
-        let (route_name, cluster_name) = match vm.config.instance.source {
-            crate::config::InstanceSource::RouteName => {
-                (string_property(vec!["xds", "route_name"]), None)
-            }
-            crate::config::InstanceSource::ClusterName => {
-                (None, string_property(vec!["xds", "cluster_name"]))
-            }
-            _ => (None, None),
-        };
-        if let Some(reply) = health_endpoint(vm, &headers) {
+        let path = crate::exchange::header(&headers, ":path");
+        if let Some(reply) = health_endpoint(vm, path) {
             drop(state);
             send_local_reply(&reply)?;
             return Ok(Action::Pause);
         }
+        let (route_name, cluster_name) = match vm.config.instance.source {
+            InstanceSource::RouteName => (host::string_property(b"xds\0route_name"), None),
+            InstanceSource::ClusterName => (None, host::string_property(b"xds\0cluster_name")),
+            _ => (None, None),
+        };
         let head = RequestHead {
             headers: &headers,
             route_name: route_name.as_deref(),
@@ -610,22 +567,28 @@ impl Http {
             .read_new(BufferType::HttpRequestBody, body_size)?;
         let action = self
             .with_exchange(|exchange, env| exchange.on_request_body(&chunk, end_of_stream, env))
-            .unwrap_or(RequestAction::Continue(Vec::new()));
+            .unwrap_or(RequestAction::Continue);
         self.request_body
             .after(matches!(action, RequestAction::Hold), body_size);
         self.apply_request_action(action)
     }
 
     fn response_headers(&mut self, end_of_stream: bool) -> Result<Action, &'static str> {
-        let headers = header_map(MapType::HttpResponseHeaders)?;
-        let to_add = self
+        let map = HeaderMap::read(MapType::HttpResponseHeaders)?;
+        let headers = map.pairs();
+        let echo = self
             .with_exchange(|exchange, env| {
                 exchange.on_response_headers(&headers, end_of_stream, env)
             })
-            .unwrap_or_default();
-        for (name, value) in &to_add {
-            hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
-                .map_err(|_| "add_map_value")?;
+            .flatten();
+        if let Some(trace_id) = echo {
+            let state = self.state.borrow();
+            let name = state
+                .as_ref()
+                .and_then(|vm| vm.config.trace_response_header.as_deref());
+            if let Some(name) = name {
+                host::add_header(MapType::HttpResponseHeaders, name, &trace_id)?;
+            }
         }
         Ok(Action::Continue)
     }
@@ -685,8 +648,19 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
-        let code_details = string_property(vec!["response", "code_details"]);
-        let response_code = int_property(vec!["response", "code"]);
+        // A complete response below 400 needs nothing more from Envoy.
+        let needs_details = self
+            .exchange
+            .as_ref()
+            .is_some_and(Exchange::needs_stream_details);
+        let (code_details, response_code) = if needs_details {
+            (
+                host::string_property(b"response\0code_details"),
+                host::int_property(b"response\0code"),
+            )
+        } else {
+            (None, None)
+        };
         let end = StreamEnd {
             code_details: code_details.as_deref(),
             response_code,

@@ -1,0 +1,145 @@
+//! Where the filter's wasm instructions go: a deterministic profile of one request lifecycle
+//! in the wasmtime test host. The test host meters fuel per call and the filter is
+//! deterministic (fixed clock, seeded randomness), so running a phase with a fuel limit of
+//! `n` stops it at exactly its `n`-th instruction, and the trap's wasm backtrace says which
+//! functions were running there. Sampling every `step` instructions of every phase, each
+//! sample from a fresh VM brought to the same state, gives an exact-to-`step` profile: self
+//! fuel per function (where the sample stopped) and inclusive fuel (anywhere on the stack).
+//!
+//!   cargo run --release --example fuel_profile -- [workload] [step] [path/to/mcp_filter.wasm]
+//!
+//! e.g. `cargo run --release --example fuel_profile -- json 50`. The `.wasm` must keep its
+//! name section (the `wasm` profile strips debug info only).
+
+mod support;
+
+use proxy_wasm_test_host::{Vm, World};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::{
+    default_wasm, lifecycle, load, phase, plugin_config, workloads, Result, Workload, PHASES,
+};
+
+/// Lifecycles run before the measured one, so caches and buffers are warm as in steady state.
+const WARMUP: usize = 20;
+
+/// A VM in steady state, with the measured lifecycle run up to (not including) phase `upto`.
+fn prepared(
+    wasm: &Path,
+    w: &Workload,
+    upto: usize,
+) -> Result<(Vm, Option<proxy_wasm_test_host::StreamId>)> {
+    let world = World::new();
+    let mut vm = load(&world, wasm, &plugin_config("", ""))?;
+    for _ in 0..WARMUP {
+        lifecycle(&mut vm, w)?;
+        world.advance(Duration::from_millis(1));
+    }
+    let mut s = None;
+    for i in 0..upto {
+        phase(&mut vm, &mut s, w, i)?;
+    }
+    Ok((vm, s))
+}
+
+/// Function names of a trap's wasm backtrace, innermost first, demangled enough to read.
+fn frames(trap: &str) -> Vec<String> {
+    trap.lines()
+        .filter_map(|line| line.split_once(" - ").map(|(_, rest)| rest))
+        .map(|rest| {
+            let name = rest.split(": wasm trap").next().unwrap_or(rest);
+            demangle(name.trim_start_matches("mcp_filter.wasm!"))
+        })
+        .collect()
+}
+
+/// Legacy Rust mangling (`_ZN` length-prefixed segments, `17h<hash>E`) to `a::b::c`.
+fn demangle(symbol: &str) -> String {
+    let Some(mut rest) = symbol.strip_prefix("_ZN") else {
+        return symbol.to_string();
+    };
+    let mut parts = Vec::new();
+    while let Some(len_end) = rest.find(|c: char| !c.is_ascii_digit()) {
+        let Ok(len) = rest[..len_end].parse::<usize>() else {
+            break;
+        };
+        let Some(part) = rest.get(len_end..len_end + len) else {
+            break;
+        };
+        if !(part.starts_with('h') && part.len() == 17) {
+            parts.push(
+                part.replace("$LT$", "<")
+                    .replace("$GT$", ">")
+                    .replace("$u20$", " ")
+                    .replace("$u7b$", "{")
+                    .replace("$u7d$", "}")
+                    .replace("$RF$", "&")
+                    .replace("$C$", ",")
+                    .replace("..", "::"),
+            );
+        }
+        rest = &rest[len_end + len..];
+    }
+    parts.join("::")
+}
+
+fn print_top(title: &str, fuel: BTreeMap<String, u64>, rows: usize) {
+    println!("\n{title}:");
+    let mut sorted: Vec<_> = fuel.into_iter().collect();
+    sorted.sort_by_key(|(_, fuel)| std::cmp::Reverse(*fuel));
+    for (name, fuel) in sorted.iter().take(rows) {
+        println!("{fuel:>8}  {name}");
+    }
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let workload = args.next().unwrap_or_else(|| "json".to_string());
+    let step: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(100);
+    let wasm = args.next().map(PathBuf::from).unwrap_or_else(default_wasm);
+    let workloads = workloads()?;
+    let w = workloads
+        .iter()
+        .find(|w| w.name == workload)
+        .ok_or("unknown workload")?;
+    let mut self_fuel: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_caller: BTreeMap<String, u64> = BTreeMap::new();
+    let mut inclusive: BTreeMap<String, u64> = BTreeMap::new();
+    let mut total = 0;
+    for (i, name) in PHASES.iter().enumerate() {
+        let (mut vm, mut s) = prepared(&wasm, w, i)?;
+        let before = vm.fuel_consumed();
+        phase(&mut vm, &mut s, w, i)?;
+        let fuel = vm.fuel_consumed() - before;
+        total += fuel;
+        println!("phase {name}: {fuel}");
+        let mut at = step / 2;
+        while at < fuel {
+            let (mut vm, mut s) = prepared(&wasm, w, i)?;
+            vm.set_fuel_limit(Some(at));
+            if let Err(e) = phase(&mut vm, &mut s, w, i) {
+                let stack = frames(&e.to_string());
+                if let Some(leaf) = stack.first() {
+                    *self_fuel.entry(leaf.clone()).or_default() += step;
+                    let caller = stack.get(1).map_or("", String::as_str);
+                    *by_caller
+                        .entry(format!("{leaf}  <-  {caller}"))
+                        .or_default() += step;
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                for f in stack {
+                    if seen.insert(f.clone()) {
+                        *inclusive.entry(f).or_default() += step;
+                    }
+                }
+            }
+            at += step;
+        }
+    }
+    println!("lifecycle: {total} fuel, sampled every {step}");
+    print_top("self fuel", self_fuel, 40);
+    print_top("self fuel by caller", by_caller, 40);
+    print_top("inclusive fuel", inclusive, 60);
+    Ok(())
+}

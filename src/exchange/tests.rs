@@ -1,0 +1,512 @@
+//! Native tests of the exchange, phase by phase: the state machine driven directly, with a
+//! fixed clock, an in-memory shared store and the events read back as JSON.
+
+use super::*;
+use crate::config::Config;
+use crate::events::emitter::tests::{capturing, SharedSink};
+use crate::pending::{PendingStats, SharedPending};
+use crate::upstream::shared::MapStore;
+use serde_json::Value;
+use std::time::{Duration, UNIX_EPOCH};
+
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+struct Harness {
+    config: Config,
+    ids: IdGenerator,
+    events: Events,
+    sink: SharedSink,
+    fingerprints: FingerprintCache,
+    store: MapStore,
+    pending: PendingStats,
+    now: SystemTime,
+}
+
+impl Harness {
+    fn new(config: &str) -> Self {
+        let config = Config::parse(config.as_bytes()).expect("valid config");
+        let (events, sink) = capturing(config.min_level);
+        Harness {
+            fingerprints: FingerprintCache::new(&config.fingerprint_salt),
+            config,
+            ids: IdGenerator::new(7),
+            events,
+            sink,
+            store: MapStore::default(),
+            pending: PendingStats::default(),
+            now: UNIX_EPOCH + Duration::from_secs(1_763_780_000),
+        }
+    }
+
+    fn env(&mut self) -> Env<'_> {
+        Env {
+            config: &self.config,
+            now: self.now,
+            ids: &mut self.ids,
+            events: &mut self.events,
+            fingerprints: &mut self.fingerprints,
+            pending: SharedPending {
+                store: &self.store,
+                slots: 64,
+                stats: &mut self.pending,
+            },
+            upstream: None,
+        }
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += Duration::from_millis(ms);
+    }
+
+    fn start(
+        &mut self,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> (Exchange, RequestAction) {
+        let pairs: Vec<Header> = headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        let head = RequestHead {
+            headers: &pairs,
+            route_name: None,
+            cluster_name: Some("demo"),
+            end_of_stream,
+        };
+        Exchange::on_request_headers(&head, &mut self.env())
+    }
+
+    fn respond(&mut self, exchange: &mut Exchange, headers: &[(&str, &str)], body: &str) {
+        let pairs: Vec<Header> = headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        exchange.on_response_headers(&pairs, false, &mut self.env());
+        exchange.on_response_body(body.as_bytes(), true, &mut self.env());
+    }
+
+    fn end(&mut self, exchange: &mut Exchange, details: Option<&str>) {
+        let end = StreamEnd {
+            code_details: details,
+            response_code: None,
+        };
+        exchange.on_stream_end(&end, &mut self.env());
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.sink.events()
+    }
+
+    fn named(&self, name: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == name)
+            .collect()
+    }
+}
+
+fn post(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut h = vec![
+        (":method", "POST"),
+        (":path", "/mcp?x=1"),
+        ("content-type", "application/json"),
+        ("authorization", "Bearer secret-token-7f3a9"),
+    ];
+    h.extend_from_slice(extra);
+    h
+}
+
+const JSON: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
+const SSE: &[(&str, &str)] = &[(":status", "200"), ("content-type", "text/event-stream")];
+
+fn call(id: u32, tool: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"password":"hunter2","q":1}}}}}}"#
+    )
+}
+
+fn ok(id: u32) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[],"isError":false}}}}"#)
+}
+
+// ---- request phase ----
+
+#[test]
+fn a_post_is_held_until_its_body_is_classified_then_forwarded_with_the_trace() {
+    let mut h = Harness::new(r#"{"min_level":"debug"}"#);
+    let (mut ex, action) = h.start(&post(&[("traceparent", TRACEPARENT)]), false);
+    assert_eq!(action, RequestAction::Hold);
+    assert!(ex.wants_request_body());
+    let action = ex.on_request_body(call(7, "echo").as_bytes(), true, &mut h.env());
+    let RequestAction::Forward(traceparent) = action else {
+        panic!("forwarded: {action:?}")
+    };
+    let traceparent = String::from_utf8_lossy(&traceparent).into_owned();
+    assert!(traceparent.starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
+    assert!(!traceparent.contains("b7ad6b7169203331"), "a new span");
+    assert!(!ex.wants_request_body());
+    let names: Vec<Value> = h.events().iter().map(|e| e["event"].clone()).collect();
+    assert_eq!(names, ["request", "director.before"]);
+    let request = &h.events()[0];
+    assert_eq!(request["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(request["parent_span_id"], "b7ad6b7169203331");
+    assert_eq!(request["url.path"], "/mcp");
+    assert_eq!(request["instance_id"], "demo");
+    assert_eq!(request["token_header"], "authorization");
+    assert!(!request.to_string().contains("secret-token"));
+}
+
+#[test]
+fn sep_2243_headers_forward_at_once_and_the_body_is_only_checked() {
+    let mut h = Harness::new("{}");
+    let (mut ex, action) = h.start(
+        &post(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]),
+        false,
+    );
+    assert!(matches!(action, RequestAction::Forward(_)));
+    let body = call(4, "delete_everything");
+    let (a, b) = body.as_bytes().split_at(10);
+    assert_eq!(
+        ex.on_request_body(a, false, &mut h.env()),
+        RequestAction::Continue
+    );
+    assert_eq!(
+        ex.on_request_body(b, true, &mut h.env()),
+        RequestAction::Continue
+    );
+    let mismatch = h.named("header.body.mismatch");
+    assert_eq!(mismatch.len(), 1);
+    assert_eq!(mismatch[0]["reason"], "name");
+    assert_eq!(mismatch[0]["gen_ai.tool.name"], "delete_everything");
+}
+
+#[test]
+fn unknown_instances_are_answered_locally_and_count_as_rejected() {
+    let mut h = Harness::new(
+        r#"{"instance":{"source":{"path_prefix":"/mcp/"},"allowed":["demo"],"on_missing":"reject"}}"#,
+    );
+    let (mut ex, action) = h.start(&[(":method", "POST"), (":path", "/mcp/evil/x")], false);
+    let RequestAction::Reject(reply) = action else {
+        panic!("rejected: {action:?}")
+    };
+    assert_eq!(reply.status, 404);
+    h.end(&mut ex, None);
+    assert_eq!(h.named("instance.missing")[0]["detail"], "evil");
+    assert_eq!(h.named("response")[0]["mcp.outcome"], "rejected");
+}
+
+#[test]
+fn invalid_bodies_follow_the_validation_policy() {
+    for (policy, rejected) in [("reject", true), ("observe", false)] {
+        let mut h = Harness::new(&format!(r#"{{"validation":"{policy}"}}"#));
+        let (mut ex, _) = h.start(&post(&[]), false);
+        let action = ex.on_request_body(b"{oops", true, &mut h.env());
+        assert_eq!(
+            matches!(action, RequestAction::Reject(_)),
+            rejected,
+            "{policy}"
+        );
+        let failed = h.named("request.validation.failed");
+        assert_eq!(failed[0]["reason"], "invalid_json");
+        assert_eq!(
+            failed[0]["detail"],
+            if rejected { "rejected" } else { "observed" }
+        );
+    }
+}
+
+// ---- classification ----
+
+#[test]
+fn a_batch_is_itemised_and_a_bad_element_reported_on_its_own() {
+    let mut h = Harness::new("{}");
+    let (mut ex, _) = h.start(&post(&[]), false);
+    let body = format!(
+        r#"[{},{{"jsonrpc":"2.0","id":2}},{{"jsonrpc":"2.0","method":"notifications/progress"}}]"#,
+        call(1, "a")
+    );
+    ex.on_request_body(body.as_bytes(), true, &mut h.env());
+    let requests = h.named("request");
+    assert_eq!(requests.len(), 2, "the valid elements");
+    assert_eq!(requests[0]["jsonrpc.batch.size"], 3);
+    assert_eq!(requests[1]["jsonrpc.batch.index"], 2);
+    let failed = h.named("request.validation.failed");
+    assert_eq!(failed[0]["reason"], "missing_method");
+    assert_eq!(failed[0]["jsonrpc.batch.index"], 1);
+    h.respond(&mut ex, JSON, &format!("[{}]", ok(1)));
+    h.end(&mut ex, None);
+    let outcomes: Vec<Value> = h
+        .named("response")
+        .iter()
+        .map(|r| r["mcp.outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, ["ok", "accepted"]);
+}
+
+#[test]
+fn arguments_are_captured_redacted_when_asked_and_never_on_the_response() {
+    let mut h = Harness::new(r#"{"arguments":{"capture":true}}"#);
+    let (mut ex, _) = h.start(&post(&[]), false);
+    ex.on_request_body(call(1, "echo").as_bytes(), true, &mut h.env());
+    h.respond(&mut ex, JSON, &ok(1));
+    let request = &h.named("request")[0];
+    let args = request["gen_ai.tool.call.arguments"]
+        .as_str()
+        .expect("captured");
+    assert!(
+        args.contains("[REDACTED]") && !args.contains("hunter2"),
+        "{args}"
+    );
+    assert!(h.named("response")[0]
+        .get("gen_ai.tool.call.arguments")
+        .is_none());
+}
+
+#[test]
+fn meta_traceparent_becomes_the_parent_while_held() {
+    let mut h = Harness::new("{}");
+    let (mut ex, _) = h.start(&post(&[]), false);
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"traceparent":"00-11111111111111111111111111111111-2222222222222222-01"}}}"#;
+    let RequestAction::Forward(header) = ex.on_request_body(body.as_bytes(), true, &mut h.env())
+    else {
+        panic!("forwarded")
+    };
+    assert!(header.starts_with(b"00-11111111111111111111111111111111-"));
+    let request = &h.named("request")[0];
+    assert_eq!(request["trace.origin"], "meta");
+    assert_eq!(request["parent_span_id"], "2222222222222222");
+}
+
+// ---- response phase ----
+
+#[test]
+fn a_json_answer_is_matched_by_id_with_its_latency_and_outcome() {
+    let mut h = Harness::new("{}");
+    let (mut ex, _) = h.start(&post(&[]), false);
+    ex.on_request_body(call(7, "echo").as_bytes(), true, &mut h.env());
+    h.advance(25);
+    h.respond(
+        &mut ex,
+        JSON,
+        r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"bad"}}"#,
+    );
+    assert!(
+        !ex.needs_stream_details(),
+        "a complete 200 needs nothing more"
+    );
+    h.end(&mut ex, None);
+    let responses = h.named("response");
+    assert_eq!(responses.len(), 1, "exactly one response per request");
+    let r = &responses[0];
+    assert_eq!(r["mcp.outcome"], "jsonrpc_error");
+    assert_eq!(r["error.type"], "-32602");
+    assert_eq!(r["duration_ms"], 25.0);
+    assert_eq!(r["gen_ai.tool.name"], "echo");
+}
+
+#[test]
+fn an_event_stream_answer_is_matched_as_it_arrives() {
+    let mut h = Harness::new("{}");
+    let (mut ex, _) = h.start(&post(&[]), false);
+    ex.on_request_body(call(3, "slow").as_bytes(), true, &mut h.env());
+    let pairs: Vec<Header> = SSE
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
+    ex.on_response_headers(&pairs, false, &mut h.env());
+    let stream = format!(
+        "data: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\ndata: {}\n\n",
+        ok(3)
+    );
+    let (a, b) = stream.as_bytes().split_at(30);
+    ex.on_response_body(a, false, &mut h.env());
+    h.advance(10);
+    ex.on_response_body(b, false, &mut h.env());
+    assert_eq!(
+        h.named("response")[0]["duration_ms"],
+        10.0,
+        "seen before the stream ends"
+    );
+    ex.on_response_body(b"", true, &mut h.env());
+    h.end(&mut ex, None);
+    assert_eq!(h.named("sse.eof")[0]["sse.messages"], 2);
+    assert_eq!(h.named("response").len(), 1);
+}
+
+#[test]
+fn legacy_answers_on_the_get_stream_find_the_parked_post() {
+    let mut h =
+        Harness::new(r#"{"instance":{"source":{"path_prefix":"/mcp/"},"allowed":["legacy"]}}"#);
+    let (mut get, _) = h.start(&[(":method", "GET"), (":path", "/mcp/legacy/sse")], true);
+    let pairs: Vec<Header> = SSE
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
+    get.on_response_headers(&pairs, false, &mut h.env());
+    let rewritten = get.on_response_body(
+        b"event: endpoint\ndata: /message?sessionId=abc\n\n",
+        false,
+        &mut h.env(),
+    );
+    assert_eq!(
+        rewritten,
+        ResponseBodyAction::Replace(
+            b"event: endpoint\ndata: /mcp/legacy/message?sessionId=abc\n\n".to_vec()
+        )
+    );
+    let (mut post, _) = h.start(
+        &[
+            (":method", "POST"),
+            (":path", "/mcp/legacy/message?sessionId=abc"),
+            ("content-type", "application/json"),
+        ],
+        false,
+    );
+    post.on_request_body(call(5, "echo").as_bytes(), true, &mut h.env());
+    let accepted: Vec<Header> = vec![(&b":status"[..], &b"202"[..])];
+    post.on_response_headers(&accepted, true, &mut h.env());
+    h.end(&mut post, None);
+    assert!(
+        h.named("response").is_empty(),
+        "the answer comes on the stream"
+    );
+    h.advance(40);
+    get.on_response_body(
+        format!("data: {}\n\n", ok(5)).as_bytes(),
+        false,
+        &mut h.env(),
+    );
+    let responses = h.named("response");
+    assert_eq!(responses.len(), 1);
+    assert_eq!(
+        responses[0]["url.path"], "/mcp/legacy/message",
+        "the POST's context"
+    );
+    assert_eq!(responses[0]["duration_ms"], 40.0);
+    assert_eq!(responses[0]["mcp.transport"], "sse");
+}
+
+#[test]
+fn a_legacy_answer_may_arrive_before_the_posts_202_and_an_error_is_answered_once() {
+    let mut h =
+        Harness::new(r#"{"instance":{"source":{"path_prefix":"/mcp/"},"allowed":["legacy"]}}"#);
+    let (mut get, _) = h.start(&[(":method", "GET"), (":path", "/mcp/legacy/sse")], true);
+    let pairs: Vec<Header> = SSE
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
+    get.on_response_headers(&pairs, false, &mut h.env());
+    get.on_response_body(
+        b"event: endpoint\ndata: /message?sessionId=s1\n\n",
+        false,
+        &mut h.env(),
+    );
+    let post_headers = [
+        (":method", "POST"),
+        (":path", "/mcp/legacy/message?sessionId=s1"),
+        ("content-type", "application/json"),
+    ];
+    // The answer reaches the GET stream while the POST still waits for its 202.
+    let (mut fast, _) = h.start(&post_headers, false);
+    fast.on_request_body(call(1, "echo").as_bytes(), true, &mut h.env());
+    get.on_response_body(
+        format!("data: {}\n\n", ok(1)).as_bytes(),
+        false,
+        &mut h.env(),
+    );
+    assert_eq!(
+        h.named("response").len(),
+        1,
+        "matched on the stream at once"
+    );
+    let accepted: Vec<Header> = vec![(&b":status"[..], &b"202"[..])];
+    fast.on_response_headers(&accepted, true, &mut h.env());
+    h.end(&mut fast, None);
+    assert_eq!(h.named("response").len(), 1, "and not again by the POST");
+    // A POST the server refuses answers its own element, once, and the stream cannot.
+    let (mut refused, _) = h.start(&post_headers, false);
+    refused.on_request_body(call(2, "echo").as_bytes(), true, &mut h.env());
+    let failed: Vec<Header> = vec![(&b":status"[..], &b"500"[..])];
+    refused.on_response_headers(&failed, true, &mut h.env());
+    h.end(&mut refused, None);
+    get.on_response_body(
+        format!("data: {}\n\n", ok(2)).as_bytes(),
+        false,
+        &mut h.env(),
+    );
+    let responses = h.named("response");
+    assert_eq!(responses.len(), 2);
+    assert_eq!(responses[1]["mcp.outcome"], "upstream_error");
+    assert_eq!(
+        h.pending,
+        PendingStats::default(),
+        "nothing lost or evicted"
+    );
+}
+
+// ---- stream end ----
+
+#[test]
+fn abnormal_ends_become_failure_events_and_outcomes() {
+    let cases: [(&str, Option<&str>, bool, &str, &str); 3] = [
+        (
+            "client.canceled",
+            Some("downstream_remote_disconnect"),
+            false,
+            "canceled",
+            "canceled",
+        ),
+        (
+            "upstream.error",
+            Some("no_healthy_upstream"),
+            false,
+            "upstream_error",
+            "upstream_error",
+        ),
+        (
+            "upstream.connection.interrupted",
+            Some("upstream_reset_after_response_started{connection_termination}"),
+            true,
+            "upstream_interrupted",
+            "upstream_interrupted",
+        ),
+    ];
+    for (event, details, started, outcome, error_type) in cases {
+        let mut h = Harness::new("{}");
+        let (mut ex, _) = h.start(&post(&[]), false);
+        ex.on_request_body(call(1, "x").as_bytes(), true, &mut h.env());
+        if started {
+            let pairs: Vec<Header> = SSE
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+                .collect();
+            ex.on_response_headers(&pairs, false, &mut h.env());
+            ex.on_response_body(b"data: {", false, &mut h.env());
+        }
+        assert!(ex.needs_stream_details());
+        h.end(&mut ex, details);
+        assert_eq!(h.named(event).len(), 1, "{event}");
+        let response = &h.named("response")[0];
+        assert_eq!(response["mcp.outcome"], outcome);
+        assert_eq!(response["error.type"], error_type);
+    }
+}
+
+#[test]
+fn an_exchange_without_elements_still_gets_one_response() {
+    let mut h = Harness::new("{}");
+    let (mut ex, action) = h.start(&[(":method", "GET"), (":path", "/mcp")], true);
+    assert!(matches!(action, RequestAction::Forward(_)));
+    let pairs: Vec<Header> = vec![(&b":status"[..], &b"405"[..])];
+    ex.on_response_headers(&pairs, true, &mut h.env());
+    h.end(&mut ex, None);
+    h.end(&mut ex, None);
+    let responses = h.named("response");
+    assert_eq!(
+        responses.len(),
+        1,
+        "once, however often the end is reported"
+    );
+    assert_eq!(responses[0]["mcp.outcome"], "http_error");
+    assert_eq!(responses[0]["error.type"], "405");
+}
