@@ -37,6 +37,8 @@ pub enum Target {
 pub struct MethodInfo {
     pub name: &'static str,
     pub target: Target,
+    /// `params.arguments` holds the call's arguments (captured when configured).
+    pub has_arguments: bool,
     pub since: &'static str,
     pub until: Option<&'static str>,
 }
@@ -45,8 +47,16 @@ const fn m(name: &'static str, target: Target, since: &'static str) -> MethodInf
     MethodInfo {
         name,
         target,
+        has_arguments: false,
         since,
         until: None,
+    }
+}
+
+const fn with_arguments(info: MethodInfo) -> MethodInfo {
+    MethodInfo {
+        has_arguments: true,
+        ..info
     }
 }
 
@@ -54,6 +64,7 @@ const fn dropped(name: &'static str, since: &'static str, until: &'static str) -
     MethodInfo {
         name,
         target: Target::None,
+        has_arguments: false,
         since,
         until: Some(until),
     }
@@ -73,14 +84,14 @@ pub const METHODS: &[MethodInfo] = &[
     m("ping", Target::None, V2024),
     // Server features.
     m("tools/list", Target::None, V2024),
-    m("tools/call", Target::Tool, V2024),
+    with_arguments(m("tools/call", Target::Tool, V2024)),
     m("resources/list", Target::None, V2024),
     m("resources/templates/list", Target::None, V2024),
     m("resources/read", Target::Resource, V2024),
     m("resources/subscribe", Target::Resource, V2024),
     m("resources/unsubscribe", Target::Resource, V2024),
     m("prompts/list", Target::None, V2024),
-    m("prompts/get", Target::Prompt, V2024),
+    with_arguments(m("prompts/get", Target::Prompt, V2024)),
     m("completion/complete", Target::Reference, V2024),
     m("logging/setLevel", Target::None, V2024),
     // Tasks (2025-11-25; an extension in 2026-07-28, same method names).
@@ -106,7 +117,10 @@ pub const METHODS: &[MethodInfo] = &[
 ];
 
 pub fn lookup(method: &str) -> Option<&'static MethodInfo> {
-    METHODS.iter().find(|info| info.name == method)
+    let method = method.as_bytes();
+    METHODS
+        .iter()
+        .find(|info| crate::jsonrpc::bytes_eq(info.name.as_bytes(), method))
 }
 
 impl MethodInfo {

@@ -22,6 +22,11 @@ impl Fingerprint {
         // Built from ASCII only.
         std::str::from_utf8(&self.0).unwrap_or("sha256:")
     }
+
+    /// The ASCII bytes, for writers that need no `str`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// Fingerprints a credential header value. The auth scheme (`Bearer `, `Basic `) is dropped so
@@ -95,10 +100,17 @@ impl FingerprintCache {
     }
 }
 
+/// A quick hash for the cache's slot, a word at a time (slots only need spreading).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    let mut words = bytes.chunks_exact(8);
+    let mut h = words.by_ref().fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
+        let word = <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes);
+        (h ^ word).wrapping_mul(0x0100_0000_01b3).rotate_left(29)
+    });
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ (h >> 32)
 }
 
 /// The captured form of tool/prompt arguments: redacted, then cut to `max_bytes`.

@@ -187,11 +187,13 @@ fn hex_pair(b: u8) -> [u8; 2] {
     [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]
 }
 
-/// Appends the lower-case hex digits of `bytes`.
+/// Appends the lower-case hex digits of `bytes` (written on the stack, copied once).
 pub fn push_hex(buf: &mut Vec<u8>, bytes: &[u8]) {
-    buf.reserve(bytes.len() * 2);
-    for &b in bytes {
-        buf.extend_from_slice(&hex_pair(b));
+    let mut digits = [0u8; 64];
+    for chunk in bytes.chunks(32) {
+        let used = chunk.len() * 2;
+        write_hex(&mut digits, chunk);
+        buf.extend_from_slice(digits.get(..used).unwrap_or_default());
     }
 }
 

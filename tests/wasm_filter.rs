@@ -46,7 +46,14 @@ fn tools_call_with_json_response_full_lifecycle() {
     let h = headers::with(post_headers("/mcp/demo/mcp"), "traceparent", TRACEPARENT);
     let h = headers::with(h, "mcp-session-id", "sess-1");
     let h = headers::with(h, "mcp-protocol-version", "2025-06-18");
-    let s = send_request(&mut vm, &h, &tool_call(7, "echo"));
+    let s = vm.new_stream().expect("stream");
+    assert_eq!(
+        vm.request_headers(s, &h, false).expect("headers"),
+        Action::Pause,
+        "validation: reject holds the headers until the body is checked"
+    );
+    vm.request_body(s, tool_call(7, "echo").as_bytes(), true)
+        .expect("body");
 
     // Trace context: same trace id, new span id, upstream sees it; the body passes unchanged.
     let upstream = vm.request_header(s, "traceparent").expect("injected");
@@ -315,8 +322,18 @@ fn invalid_requests_are_rejected_with_jsonrpc_errors() {
 #[test]
 fn observe_policy_lets_invalid_requests_through() {
     let world = World::new();
-    let mut vm = load(&world, r#"{"validation": "observe"}"#);
-    let s = send_request(&mut vm, &post_headers("/mcp"), "{oops");
+    let mut vm = load(
+        &world,
+        r#"{"validation": "observe", "hold_request": "when_needed"}"#,
+    );
+    let s = vm.new_stream().expect("stream");
+    assert_eq!(
+        vm.request_headers(s, &post_headers("/mcp"), false)
+            .expect("headers"),
+        Action::Continue,
+        "nothing to decide before the body: forwarded at once"
+    );
+    vm.request_body(s, b"{oops", true).expect("body");
     assert!(vm.local_reply(s).is_none());
     assert_eq!(vm.forwarded_request_body(s), b"{oops");
     let events = events(&vm);

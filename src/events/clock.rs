@@ -1,11 +1,13 @@
-//! Event timestamps (`ts`): RFC 3339 UTC with microseconds. The part up to the seconds is
-//! formatted once per second and reused; each event only appends its six fraction digits.
+//! Event timestamps (`ts`): RFC 3339 UTC with microseconds. The line's start up to the
+//! seconds (`{"ts":"2025-11-22T02:53:34.`) is formatted once per second and reused; each
+//! event only adds its six fraction digits.
 
-use crate::json::push_fixed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `YYYY-MM-DDTHH:MM:SS.`
-const PREFIX_LEN: usize = 20;
+/// `{"ts":"`.
+const OPEN: &[u8] = b"{\"ts\":\"";
+/// `{"ts":"YYYY-MM-DDTHH:MM:SS.`
+const PREFIX_LEN: usize = OPEN.len() + 20;
 
 #[derive(Debug, Clone)]
 pub struct TimestampCache {
@@ -17,29 +19,35 @@ impl Default for TimestampCache {
     fn default() -> Self {
         TimestampCache {
             second: None,
-            prefix: *b"1970-01-01T00:00:00.",
+            prefix: *b"{\"ts\":\"1970-01-01T00:00:00.",
         }
     }
 }
 
 impl TimestampCache {
-    /// Appends `now` as `2025-11-22T02:53:34.123456Z` (no quotes).
-    pub fn push(&mut self, buf: &mut Vec<u8>, now: SystemTime) {
+    /// Appends `{"ts":"2025-11-22T02:53:34.123456Z` (no closing quote): the start of a line.
+    pub fn push_line_start(&mut self, buf: &mut Vec<u8>, now: SystemTime) {
         let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let second = since.as_secs();
         if self.second != Some(second) {
             self.refresh(now, second);
         }
+        let mut fraction = *b"000000Z";
+        let mut micros = since.subsec_micros();
+        for digit in fraction[..6].iter_mut().rev() {
+            // `micros % 10` is a digit, so the cast is lossless.
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
         buf.extend_from_slice(&self.prefix);
-        push_fixed(buf, u64::from(since.subsec_micros()), 6);
-        buf.push(b'Z');
+        buf.extend_from_slice(&fraction);
     }
 
     fn refresh(&mut self, now: SystemTime, second: u64) {
         // "2025-11-22T02:53:34Z": the first 19 bytes are the date and time of day.
         let formatted = humantime::format_rfc3339_seconds(now).to_string();
-        if let Some(head) = formatted.as_bytes().get(..PREFIX_LEN - 1) {
-            self.prefix[..PREFIX_LEN - 1].copy_from_slice(head);
+        if let Some(head) = formatted.as_bytes().get(..19) {
+            self.prefix[OPEN.len()..PREFIX_LEN - 1].copy_from_slice(head);
             self.prefix[PREFIX_LEN - 1] = b'.';
             self.second = Some(second);
         }
@@ -53,8 +61,11 @@ mod tests {
 
     fn ts(cache: &mut TimestampCache, micros: u64) -> String {
         let mut buf = Vec::new();
-        cache.push(&mut buf, UNIX_EPOCH + Duration::from_micros(micros));
-        String::from_utf8(buf).expect("utf-8")
+        cache.push_line_start(&mut buf, UNIX_EPOCH + Duration::from_micros(micros));
+        let line = String::from_utf8(buf).expect("utf-8");
+        line.strip_prefix("{\"ts\":\"")
+            .expect("line start")
+            .to_string()
     }
 
     #[test]

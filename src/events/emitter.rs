@@ -42,7 +42,7 @@ pub enum Message<'a> {
 /// Per-VM event state: identity, sequence, level filter and destinations.
 pub struct Events {
     source: String,
-    /// `,"source":"<source>","seq":`.
+    /// `","source":"<source>","seq":` (closing the `ts` string).
     source_field: Vec<u8>,
     next_seq: u64,
     min_level: Level,
@@ -58,7 +58,7 @@ pub struct Events {
 impl Events {
     /// Events with no destination yet: lines are numbered, then discarded.
     pub fn new(source: String, min_level: Level) -> Self {
-        let mut source_field = b",\"source\":".to_vec();
+        let mut source_field = b"\",\"source\":".to_vec();
         push_string(&mut source_field, &source);
         source_field.extend_from_slice(b",\"seq\":");
         Events {
@@ -113,11 +113,12 @@ impl Events {
         self.next_seq - 1
     }
 
-    /// Starts an event; `None` when its level is below `min_level` (counted). The line is
-    /// finished when the returned builder is dropped.
+    /// Starts an event; `None` when its level is below `min_level` (counted). `now` is
+    /// only asked for when the event is written. The line is finished when the returned
+    /// builder is dropped.
     pub fn begin(
         &mut self,
-        now: SystemTime,
+        now: impl FnOnce() -> SystemTime,
         name: EventName,
         message: Message,
     ) -> Option<Event<'_>> {
@@ -125,14 +126,13 @@ impl Events {
             self.suppressed += 1;
             return None;
         }
+        let now = now();
         let buf = match self.shipper.as_mut() {
             Some(shipper) => shipper.open_buffer(),
             None => &mut self.scratch,
         };
         let start = buf.len();
-        buf.extend_from_slice(b"{\"ts\":\"");
-        self.clock.push(buf, now);
-        buf.push(b'"');
+        self.clock.push_line_start(buf, now);
         buf.extend_from_slice(&self.source_field);
         push_u64(buf, self.next_seq);
         buf.extend_from_slice(name.line_head().as_bytes());
@@ -323,7 +323,7 @@ pub(crate) mod tests {
         let (mut events, sink) = capturing(Level::Info);
         let now = UNIX_EPOCH + Duration::from_micros(1_763_780_014_123_456);
         events
-            .begin(now, EventName::Request, Message::Text("m q"))
+            .begin(|| now, EventName::Request, Message::Text("m q"))
             .expect("info is on")
             .str(keys::TOOL_NAME, "echo")
             .str(keys::TOKEN, "sha256:0123456789ab")
@@ -331,9 +331,9 @@ pub(crate) mod tests {
             .bool(keys::BODY_INSPECTED, true)
             .millis(keys::DURATION_MS, 25_000);
         assert!(events
-            .begin(now, EventName::DirectorBefore, Message::Text("m"))
+            .begin(|| now, EventName::DirectorBefore, Message::Text("m"))
             .is_none());
-        drop(events.begin(now, EventName::Response, Message::Text("ok")));
+        drop(events.begin(|| now, EventName::Response, Message::Text("ok")));
         assert_eq!((events.suppressed, events.emitted()), (1, 2));
         let lines = sink.events();
         assert_eq!(lines.len(), 2);
@@ -360,7 +360,7 @@ pub(crate) mod tests {
         let method = m.method.expect("method");
         events
             .begin(
-                UNIX_EPOCH,
+                || UNIX_EPOCH,
                 EventName::Request,
                 Message::Summary(method, m.name),
             )
@@ -371,7 +371,7 @@ pub(crate) mod tests {
             crate::jsonrpc::parse_message(br#"{"jsonrpc":"2.0","id":"x\u0041","result":{}}"#)
                 .expect("valid");
         events
-            .begin(UNIX_EPOCH, EventName::Response, Message::Text("ok"))
+            .begin(|| UNIX_EPOCH, EventName::Response, Message::Text("ok"))
             .expect("on")
             .id(keys::REQUEST_ID, string_id.id.expect("id"));
         let lines = sink.events();

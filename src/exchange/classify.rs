@@ -5,7 +5,7 @@
 //! the SEP-2243 headers.
 
 use super::elements::Origin;
-use super::{begin, Env, Exchange, LocalReply, Mirror};
+use super::{begin, begin_at, Env, Exchange, LocalReply, Mirror};
 use crate::events::{keys, EventName, Message as EventMessage};
 use crate::jsonrpc::{self, Invalid, Message, Parsed};
 use crate::redact;
@@ -94,7 +94,9 @@ impl Exchange {
         let captured = message
             .arguments
             .and_then(|raw| redact::capture_arguments(raw, &env.config.arguments));
-        if let Some(mut event) = begin(&mut self.common, env, EventName::Request, summary) {
+        // A request event is stamped with the request's arrival.
+        let at = self.started;
+        if let Some(mut event) = begin_at(&mut self.common, env, at, EventName::Request, summary) {
             event.fragment(self.elements.fields(element));
             if let Some((arguments, truncated)) = &captured {
                 event
@@ -120,9 +122,11 @@ impl Exchange {
                 dirty: true,
             };
         }
-        if let Some(mut event) = begin(
+        let at = self.started;
+        if let Some(mut event) = begin_at(
             &mut self.common,
             env,
+            at,
             EventName::Request,
             EventMessage::Text("request"),
         ) {

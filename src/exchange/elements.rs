@@ -42,6 +42,18 @@ pub struct Elements {
 }
 
 impl Elements {
+    /// Elements written into buffers a finished exchange left (see `BufferPool`).
+    pub fn with_buffers((mut list, mut text): (Vec<Element>, Vec<u8>)) -> Self {
+        list.clear();
+        text.clear();
+        Elements { list, text }
+    }
+
+    /// The buffers, for the next exchange.
+    pub fn into_buffers(self) -> (Vec<Element>, Vec<u8>) {
+        (self.list, self.text)
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }

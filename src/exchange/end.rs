@@ -39,8 +39,8 @@ impl Exchange {
         self.record_call(end, env);
         let outcome = self.fallback_outcome(failure);
         let status = self.response.status;
-        let elapsed = self.elapsed(env);
         if self.elements.is_empty() {
+            let elapsed = self.elapsed(env);
             if let Some(mut event) =
                 self.begin(env, EventName::Response, Message::Text(outcome.as_str()))
             {
@@ -63,6 +63,7 @@ impl Exchange {
             } else {
                 outcome
             };
+            let elapsed = self.elapsed(env);
             if let Some(mut event) = begin(
                 &mut self.common,
                 env,
@@ -166,12 +167,15 @@ impl Exchange {
         };
         // A stream's call is its opening: time to the response headers.
         let finished = match self.common.http_method() {
-            "GET" => self.response.first_byte_at.unwrap_or(env.now),
-            _ => env.now,
+            "GET" => self
+                .response
+                .first_byte_at
+                .unwrap_or_else(|| env.clock.now()),
+            _ => env.clock.now(),
         };
         let result = resilience::call_result(outcome, self.started, finished, self.probe.take());
         let transition = match (self.common.instance(), env.upstream.as_mut()) {
-            (Some(instance), Some(upstream)) => upstream.record(instance, env.now, &result),
+            (Some(instance), Some(upstream)) => upstream.record(instance, env.clock.now(), &result),
             _ => None,
         };
         self.emit_transition(env, transition);

@@ -1,6 +1,6 @@
-//! The request headers an exchange reads, found in one pass over Envoy's header map: fixed
-//! MCP and tracing names by length then bytes, and the configured credential and instance
-//! headers (credentials by their configured priority).
+//! The headers an exchange reads, found in one pass over Envoy's header map (as the glue
+//! iterates it, nothing copied): fixed MCP and tracing names by length then bytes, and the
+//! configured credential and instance headers (credentials by their configured priority).
 
 use super::Header;
 use crate::config::{Config, InstanceSource};
@@ -25,13 +25,13 @@ pub struct RequestHeaders<'a> {
 }
 
 impl<'a> RequestHeaders<'a> {
-    pub fn read(headers: &[Header<'a>], config: &Config) -> Self {
+    pub fn read(headers: impl IntoIterator<Item = Header<'a>>, config: &Config) -> Self {
         let instance_header = match &config.instance.source {
             InstanceSource::Header(name) => Some(name.as_bytes()),
             _ => None,
         };
         let mut found = RequestHeaders::default();
-        for &(name, value) in headers {
+        for (name, value) in headers {
             let text = || utf8(value);
             let is = |wanted: &[u8]| bytes_eq(name, wanted);
             match name.len() {
@@ -58,6 +58,32 @@ impl<'a> RequestHeaders<'a> {
             }
             if instance_header.is_some_and(|wanted| bytes_eq(name, wanted)) {
                 found.instance = text();
+            }
+        }
+        found
+    }
+}
+
+/// What the exchange reads of the response head.
+#[derive(Debug, Default)]
+pub struct ResponseHeaders<'a> {
+    pub status: Option<u32>,
+    pub content_type: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+}
+
+impl<'a> ResponseHeaders<'a> {
+    pub fn read(headers: impl IntoIterator<Item = Header<'a>>) -> Self {
+        let mut found = ResponseHeaders::default();
+        for (name, value) in headers {
+            let is = |wanted: &[u8]| bytes_eq(name, wanted);
+            match name.len() {
+                7 if is(b":status") => {
+                    found.status = utf8(value).and_then(|s| s.parse().ok());
+                }
+                12 if is(b"content-type") => found.content_type = utf8(value),
+                14 if is(b"mcp-session-id") => found.session_id = utf8(value),
+                _ => {}
             }
         }
         found
@@ -91,7 +117,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
         .collect();
-        let h = RequestHeaders::read(&headers, &config);
+        let h = RequestHeaders::read(headers.iter().copied(), &config);
         assert_eq!((h.method, h.path), ("POST", "/mcp?x"));
         assert_eq!(
             h.credential,
@@ -109,7 +135,7 @@ mod tests {
         assert_eq!(h.traceparent, Some("00-x"));
         let only_second: Vec<Header> = vec![(b"x-api-key", b"k")];
         assert_eq!(
-            RequestHeaders::read(&only_second, &config).credential,
+            RequestHeaders::read(only_second, &config).credential,
             Some((1, &b"k"[..]))
         );
     }

@@ -24,7 +24,7 @@ impl Exchange {
                 continue;
             };
             let request = PendingRequest {
-                common: self.common.fragment(env.config).to_vec(),
+                common: self.common.fragment(env.config, env.memo).to_vec(),
                 fields: self.elements.fields(index).to_vec(),
                 started: self.started,
             };

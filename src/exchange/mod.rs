@@ -33,18 +33,82 @@ use crate::resilience::UpstreamEnv;
 use crate::sse::SseParser;
 use crate::trace::IdGenerator;
 use crate::upstream::ProbeTicket;
-use common::Common;
+use common::{Common, TailMemo};
 use elements::Elements;
+pub use headers::{RequestHeaders, ResponseHeaders};
 use std::time::SystemTime;
 
 pub use crate::reply::LocalReply;
 
+/// The time, read from the host at most once per callback, and only if needed.
+pub struct Clock<'a> {
+    read: &'a dyn Fn() -> SystemTime,
+    now: Option<SystemTime>,
+}
+
+impl<'a> Clock<'a> {
+    pub fn new(read: &'a dyn Fn() -> SystemTime) -> Self {
+        Clock { read, now: None }
+    }
+
+    /// A clock stopped at `now` (tests, tools).
+    pub fn fixed(now: SystemTime) -> Clock<'static> {
+        fn unused() -> SystemTime {
+            std::time::UNIX_EPOCH
+        }
+        Clock {
+            read: &unused,
+            now: Some(now),
+        }
+    }
+
+    pub fn now(&mut self) -> SystemTime {
+        *self.now.get_or_insert_with(|| (self.read)())
+    }
+}
+
+/// The buffers of finished exchanges, kept per VM for the next ones: in steady state an
+/// exchange allocates none of its own. Bounded in number, and buffers a large exchange
+/// grew are let go.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    spare: Vec<Buffers>,
+}
+
+#[derive(Debug, Default)]
+struct Buffers {
+    common: (String, Vec<u8>),
+    elements: (Vec<elements::Element>, Vec<u8>),
+}
+
+impl BufferPool {
+    const KEPT: usize = 8;
+    const LARGEST: usize = 4096;
+
+    fn take(&mut self) -> Buffers {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn give(&mut self, buffers: Buffers) {
+        let small = buffers.common.0.capacity() <= Self::LARGEST
+            && buffers.common.1.capacity() <= Self::LARGEST
+            && buffers.elements.1.capacity() <= Self::LARGEST
+            && buffers.elements.0.capacity() <= 64;
+        if small && self.spare.len() < Self::KEPT {
+            self.spare.push(buffers);
+        }
+    }
+}
+
 /// Everything an exchange needs from its VM for one callback.
 pub struct Env<'a> {
     pub config: &'a Config,
-    pub now: SystemTime,
+    pub clock: Clock<'a>,
     pub ids: &'a mut IdGenerator,
     pub events: &'a mut Events,
+    /// The last rendered tail of shared fields (see `common`).
+    pub memo: &'a mut TailMemo,
+    pub buffers: &'a mut BufferPool,
     pub fingerprints: &'a mut FingerprintCache,
     /// Legacy HTTP+SSE requests waiting for their answer on another stream (all workers).
     pub pending: SharedPending<'a>,
@@ -55,22 +119,9 @@ pub struct Env<'a> {
 /// A header as Envoy gives it: a lower-case name and the value, as bytes.
 pub type Header<'a> = (&'a [u8], &'a [u8]);
 
-/// The value of header `name` (lower case), when it is UTF-8.
-pub fn header<'a>(headers: &[Header<'a>], name: &str) -> Option<&'a str> {
-    header_bytes(headers, name).and_then(crate::jsonrpc::utf8)
-}
-
-pub fn header_bytes<'a>(headers: &[Header<'a>], name: &str) -> Option<&'a [u8]> {
-    let name = name.as_bytes();
-    headers
-        .iter()
-        .find(|(k, _)| crate::jsonrpc::bytes_eq(k, name))
-        .map(|(_, v)| *v)
-}
-
-/// The request head: pseudo headers included.
+/// The request head.
 pub struct RequestHead<'a> {
-    pub headers: &'a [Header<'a>],
+    pub headers: RequestHeaders<'a>,
     pub route_name: Option<&'a str>,
     pub cluster_name: Option<&'a str>,
     pub end_of_stream: bool,
@@ -156,6 +207,9 @@ struct RequestState {
     header_name: Option<Box<str>>,
     /// Legacy HTTP+SSE: the session of a POST to the message endpoint.
     legacy_post_session: Option<Box<str>>,
+    /// The breaker refused the request as it was forwarded at once: its body is awaited
+    /// only to answer with its JSON-RPC id (`Retry-After` seconds).
+    reject_after_body: Option<u64>,
 }
 
 /// The state of an event-stream response.
@@ -209,8 +263,12 @@ pub struct Exchange {
 
 /// Microseconds from `from` to `to` (0 if the clock went back).
 fn micros(from: SystemTime, to: SystemTime) -> u64 {
-    to.duration_since(from)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    // Seconds and sub-second micros in u64: `as_micros` would go through u128.
+    to.duration_since(from).map_or(0, |d| {
+        d.as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(d.subsec_micros()))
+    })
 }
 
 /// Starts an event with the exchange's shared fields; `None` below `min_level`. A free
@@ -221,8 +279,22 @@ fn begin<'e>(
     name: EventName,
     message: Message,
 ) -> Option<Event<'e>> {
-    let mut event = env.events.begin(env.now, name, message)?;
-    event.fragment(common.fragment(env.config));
+    let clock = &mut env.clock;
+    let mut event = env.events.begin(|| clock.now(), name, message)?;
+    event.fragment(common.fragment(env.config, env.memo));
+    Some(event)
+}
+
+/// Like [`begin`], stamped with a time already known (no clock read).
+fn begin_at<'e>(
+    common: &mut Common,
+    env: &'e mut Env,
+    at: SystemTime,
+    name: EventName,
+    message: Message,
+) -> Option<Event<'e>> {
+    let mut event = env.events.begin(|| at, name, message)?;
+    event.fragment(common.fragment(env.config, env.memo));
     Some(event)
 }
 
@@ -238,8 +310,8 @@ impl Exchange {
     }
 
     /// Microseconds since the request started.
-    fn elapsed(&self, env: &Env) -> u64 {
-        micros(self.started, env.now)
+    fn elapsed(&self, env: &mut Env) -> u64 {
+        micros(self.started, env.clock.now())
     }
 
     fn reject(&mut self) {
@@ -303,6 +375,14 @@ impl Exchange {
         !clean
     }
 
+    /// The exchange is over: its buffers go back to the pool for the next one.
+    pub fn recycle(self, pool: &mut BufferPool) {
+        pool.give(Buffers {
+            common: self.common.into_buffers(),
+            elements: self.elements.into_buffers(),
+        });
+    }
+
     /// A host call failed inside the filter; the stream continues untouched.
     pub fn report_internal_error(&mut self, env: &mut Env, what: &'static str) {
         if let Some(mut event) = self.begin(
@@ -328,7 +408,7 @@ fn path_matches(path: &str, suffix: &str) -> bool {
 }
 
 fn is_json_content_type(value: &str) -> bool {
-    if value == "application/json" {
+    if crate::jsonrpc::bytes_eq(value.as_bytes(), b"application/json") {
         return true;
     }
     let value = value.as_bytes();

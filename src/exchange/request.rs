@@ -4,12 +4,11 @@
 
 use super::common::{Common, Transport};
 use super::elements::Elements;
-use super::headers::RequestHeaders;
 use super::{
     begin, is_json_content_type, path_matches, query_session, Capture, Env, Exchange, LocalReply,
     RequestAction, RequestHead, RequestPhase, RequestState, ResponseKind, ResponseState,
 };
-use crate::config::{InstanceSource, MissingInstancePolicy};
+use crate::config::{HoldPolicy, InstanceSource, MissingInstancePolicy, ValidationPolicy};
 use crate::events::{keys, EventName, Message};
 use crate::instance::{self, InstanceInputs, Resolved};
 use crate::jsonrpc::Id;
@@ -22,7 +21,7 @@ use crate::upstream::{StateKind, Transition};
 impl Exchange {
     /// Starts an exchange from the request head.
     pub fn on_request_headers(head: &RequestHead, env: &mut Env) -> (Exchange, RequestAction) {
-        let h = RequestHeaders::read(head.headers, env.config);
+        let h = &head.headers;
         let (method, path) = (h.method, h.path);
         let incoming = h.traceparent.and_then(TraceParent::parse);
         let trace = TraceContext::continue_or_start(incoming, TraceOrigin::Header, env.ids);
@@ -36,7 +35,8 @@ impl Exchange {
         } else {
             Transport::StreamableHttp
         };
-        let mut common = Common::new(trace, method, path, transport);
+        let buffers = env.buffers.take();
+        let mut common = Common::with_buffers(trace, method, path, transport, buffers.common);
         if let Some(session) = h.session_id {
             common.set_session_id(session);
         }
@@ -48,7 +48,7 @@ impl Exchange {
         }
         let mut exchange = Exchange {
             common,
-            started: env.now,
+            started: env.clock.now(),
             request: RequestState {
                 phase: RequestPhase::Done,
                 body: Capture::default(),
@@ -57,8 +57,9 @@ impl Exchange {
                 header_method: h.mcp_method.map(Into::into),
                 header_name: h.mcp_name.map(Into::into),
                 legacy_post_session: legacy_post_session.map(Into::into),
+                reject_after_body: None,
             },
-            elements: Elements::default(),
+            elements: Elements::with_buffers(buffers.elements),
             response: ResponseState {
                 status: None,
                 kind: ResponseKind::Other,
@@ -81,7 +82,7 @@ impl Exchange {
                 })
             }),
         };
-        if let Some(reply) = exchange.resolve_instance(head, &h, is_legacy_stream, env) {
+        if let Some(reply) = exchange.resolve_instance(head, is_legacy_stream, env) {
             return (exchange, RequestAction::Reject(reply));
         }
         exchange.report_unknown_protocol_version(env);
@@ -92,14 +93,13 @@ impl Exchange {
     fn resolve_instance(
         &mut self,
         head: &RequestHead,
-        headers: &RequestHeaders,
         is_legacy_stream: bool,
         env: &mut Env,
     ) -> Option<LocalReply> {
         let config = &env.config.instance;
         let inputs = InstanceInputs {
-            header: headers.instance,
-            path: headers.path,
+            header: head.headers.instance,
+            path: head.headers.path,
             route_name: head.route_name,
             cluster_name: head.cluster_name,
         };
@@ -137,17 +137,11 @@ impl Exchange {
     }
 
     fn route_by_method(&mut self, end_of_stream: bool, env: &mut Env) -> RequestAction {
+        let holds = self.request.header_method.is_none()
+            && (env.config.hold_request == HoldPolicy::Always
+                || env.config.validation == ValidationPolicy::Reject);
         match self.common.http_method() {
-            "POST" if self.request.header_method.is_some() => {
-                if let Some(reply) = self.release(env) {
-                    return RequestAction::Reject(reply);
-                }
-                self.request.phase = RequestPhase::Mirroring;
-                if end_of_stream {
-                    self.finish_request_body(&[], env);
-                }
-                RequestAction::Forward(self.trace_header())
-            }
+            "POST" if !holds => self.forward_and_follow(end_of_stream, env),
             "POST" if end_of_stream => {
                 self.request.phase = RequestPhase::Holding;
                 match self.finish_request_body(&[], env) {
@@ -178,6 +172,32 @@ impl Exchange {
                     event.label(keys::CLASSIFIED_FROM, "headers");
                 }
                 match self.release(env) {
+                    Some(reply) => RequestAction::Reject(reply),
+                    None => RequestAction::Forward(self.trace_header()),
+                }
+            }
+        }
+    }
+
+    /// A POST the policy lets go upstream before its body is seen (SEP-2243 headers, or the
+    /// default `hold_request`): forwarded now, classified as its body passes. Should the
+    /// breaker refuse it, it is held after all, for its id to go into the answer.
+    fn forward_and_follow(&mut self, end_of_stream: bool, env: &mut Env) -> RequestAction {
+        match self.gate(env) {
+            Ok(()) => {
+                self.request.phase = RequestPhase::Mirroring;
+                if end_of_stream {
+                    self.finish_request_body(&[], env);
+                }
+                RequestAction::Forward(self.trace_header())
+            }
+            Err(retry_after_secs) => {
+                self.request.reject_after_body = Some(retry_after_secs);
+                self.request.phase = RequestPhase::Holding;
+                if !end_of_stream {
+                    return RequestAction::Hold;
+                }
+                match self.finish_request_body(&[], env) {
                     Some(reply) => RequestAction::Reject(reply),
                     None => RequestAction::Forward(self.trace_header()),
                 }
@@ -249,6 +269,9 @@ impl Exchange {
                 return Some(reply);
             }
         }
+        if let Some(retry_after_secs) = self.request.reject_after_body.take() {
+            return Some(self.circuit_rejected(retry_after_secs, env));
+        }
         if holding {
             if let Some(reply) = self.release(env) {
                 return Some(reply);
@@ -318,11 +341,18 @@ impl Exchange {
         }
     }
 
-    /// The request is about to go upstream: the breaker decides (a fast 503 while open),
-    /// then `director.before`.
+    /// The request is about to go upstream: the breaker decides (a fast 503 while open).
     pub(super) fn release(&mut self, env: &mut Env) -> Option<LocalReply> {
+        match self.gate(env) {
+            Ok(()) => None,
+            Err(retry_after_secs) => Some(self.circuit_rejected(retry_after_secs, env)),
+        }
+    }
+
+    /// Breaker admission, then `director.before`; `Err(Retry-After)` when refused.
+    fn gate(&mut self, env: &mut Env) -> Result<(), u64> {
         let gate = match (self.common.instance(), env.upstream.as_mut()) {
-            (Some(instance), Some(upstream)) => upstream.admit(instance, env.now),
+            (Some(instance), Some(upstream)) => upstream.admit(instance, env.clock.now()),
             _ => Gate::Untracked,
         };
         match gate {
@@ -337,7 +367,7 @@ impl Exchange {
                 transition,
             } => {
                 self.emit_transition(env, transition);
-                return Some(self.circuit_rejected(retry_after_secs, env));
+                return Err(retry_after_secs);
             }
         }
         drop(self.begin(
@@ -345,7 +375,7 @@ impl Exchange {
             EventName::DirectorBefore,
             Message::Text("forwarding upstream"),
         ));
-        None
+        Ok(())
     }
 
     fn circuit_rejected(&mut self, retry_after_secs: u64, env: &mut Env) -> LocalReply {

@@ -5,8 +5,8 @@
 
 use super::outcome::Outcome;
 use super::{
-    begin, is_json_content_type, micros, query_session, Env, EventStream, Exchange, Header,
-    ResponseBodyAction, ResponseKind,
+    begin, is_json_content_type, micros, query_session, Env, EventStream, Exchange,
+    ResponseBodyAction, ResponseHeaders, ResponseKind,
 };
 use crate::events::{keys, Event, EventName, Message as EventMessage};
 use crate::jsonrpc::{self, Id, Kind, Message};
@@ -42,14 +42,16 @@ impl Exchange {
     /// Response headers; returns the trace id to echo to the client, when configured.
     pub fn on_response_headers(
         &mut self,
-        headers: &[Header],
+        headers: &ResponseHeaders,
         end_of_stream: bool,
         env: &mut Env,
     ) -> Option<[u8; 32]> {
-        let h = |name| super::header(headers, name);
-        let status = h(":status").and_then(|s| s.parse().ok());
+        let status = headers.status;
         self.response.status = status;
-        self.response.first_byte_at = Some(env.now);
+        // Only a GET stream's breaker result is timed at its first byte.
+        if self.tracked && self.common.http_method() == "GET" {
+            self.response.first_byte_at = Some(env.clock.now());
+        }
         let echo = env
             .config
             .trace_response_header
@@ -59,11 +61,11 @@ impl Exchange {
             return echo;
         }
         if self.common.session_id().is_none() {
-            if let Some(session) = h("mcp-session-id") {
+            if let Some(session) = headers.session_id {
                 self.common.set_session_id(session);
             }
         }
-        let content_type = h("content-type").unwrap_or("");
+        let content_type = headers.content_type.unwrap_or("");
         self.response.kind = if content_type.starts_with("text/event-stream") {
             ResponseKind::EventStream
         } else if is_json_content_type(content_type) {
@@ -286,9 +288,10 @@ impl Exchange {
             return;
         };
         let outcome = Outcome::of_message(message);
-        let elapsed = micros(pending.started, env.now);
+        let now = env.clock.now();
+        let elapsed = micros(pending.started, now);
         if let Some(mut event) = env.events.begin(
-            env.now,
+            || now,
             EventName::Response,
             EventMessage::Text(outcome.as_str()),
         ) {

@@ -5,8 +5,10 @@ use super::*;
 use crate::config::Config;
 use crate::events::emitter::tests::{capturing, SharedSink};
 use crate::pending::{PendingStats, SharedPending};
+use crate::resilience::{CasStats, UpstreamCounters, UpstreamEnv};
 use crate::upstream::shared::MapStore;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, UNIX_EPOCH};
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -16,9 +18,14 @@ struct Harness {
     ids: IdGenerator,
     events: Events,
     sink: SharedSink,
+    memo: common::TailMemo,
+    buffers: BufferPool,
     fingerprints: FingerprintCache,
     store: MapStore,
     pending: PendingStats,
+    cas: CasStats,
+    registered: BTreeSet<String>,
+    counters: BTreeMap<String, UpstreamCounters>,
     now: SystemTime,
 }
 
@@ -28,29 +35,44 @@ impl Harness {
         let (events, sink) = capturing(config.min_level);
         Harness {
             fingerprints: FingerprintCache::new(&config.fingerprint_salt),
+            memo: common::TailMemo::default(),
+            buffers: BufferPool::default(),
             config,
             ids: IdGenerator::new(7),
             events,
             sink,
             store: MapStore::default(),
             pending: PendingStats::default(),
+            cas: CasStats::default(),
+            registered: BTreeSet::new(),
+            counters: BTreeMap::new(),
             now: UNIX_EPOCH + Duration::from_secs(1_763_780_000),
         }
     }
 
     fn env(&mut self) -> Env<'_> {
+        let upstream = self.config.upstream.as_ref().map(|config| UpstreamEnv {
+            config,
+            store: &self.store,
+            stats: &mut self.cas,
+            registered: &mut self.registered,
+            counters: &mut self.counters,
+            random: 0,
+        });
         Env {
             config: &self.config,
-            now: self.now,
+            clock: Clock::fixed(self.now),
             ids: &mut self.ids,
             events: &mut self.events,
+            memo: &mut self.memo,
+            buffers: &mut self.buffers,
             fingerprints: &mut self.fingerprints,
             pending: SharedPending {
                 store: &self.store,
                 slots: 64,
                 stats: &mut self.pending,
             },
-            upstream: None,
+            upstream,
         }
     }
 
@@ -63,12 +85,9 @@ impl Harness {
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> (Exchange, RequestAction) {
-        let pairs: Vec<Header> = headers
-            .iter()
-            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-            .collect();
+        let pairs = headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
         let head = RequestHead {
-            headers: &pairs,
+            headers: RequestHeaders::read(pairs, &self.config),
             route_name: None,
             cluster_name: Some("demo"),
             end_of_stream,
@@ -77,11 +96,7 @@ impl Harness {
     }
 
     fn respond(&mut self, exchange: &mut Exchange, headers: &[(&str, &str)], body: &str) {
-        let pairs: Vec<Header> = headers
-            .iter()
-            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-            .collect();
-        exchange.on_response_headers(&pairs, false, &mut self.env());
+        exchange.on_response_headers(&response(headers), false, &mut self.env());
         exchange.on_response_body(body.as_bytes(), true, &mut self.env());
     }
 
@@ -114,6 +129,10 @@ fn post(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static s
     ];
     h.extend_from_slice(extra);
     h
+}
+
+fn response<'a>(headers: &'a [(&'a str, &'a str)]) -> ResponseHeaders<'a> {
+    ResponseHeaders::read(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
 }
 
 const JSON: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
@@ -277,6 +296,64 @@ fn meta_traceparent_becomes_the_parent_while_held() {
     assert_eq!(request["parent_span_id"], "2222222222222222");
 }
 
+#[test]
+fn when_needed_a_post_goes_upstream_at_once_unless_the_policy_must_see_its_body() {
+    let mut h = Harness::new(r#"{"hold_request":"when_needed"}"#);
+    let (mut ex, action) = h.start(&post(&[]), false);
+    let RequestAction::Forward(header) = action else {
+        panic!("forwarded at once: {action:?}")
+    };
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"traceparent":"00-11111111111111111111111111111111-2222222222222222-01"}}}"#;
+    assert_eq!(
+        ex.on_request_body(body.as_bytes(), true, &mut h.env()),
+        RequestAction::Continue
+    );
+    let request = &h.named("request")[0];
+    assert_eq!(
+        request["trace.origin"], "generated",
+        "too late to adopt _meta"
+    );
+    assert_eq!(
+        request["trace_id"].as_str().map(str::as_bytes),
+        header.get(3..35),
+        "the event's trace is the one sent upstream"
+    );
+    let mut reject = Harness::new(r#"{"validation":"reject","hold_request":"when_needed"}"#);
+    assert_eq!(reject.start(&post(&[]), false).1, RequestAction::Hold);
+}
+
+#[test]
+fn an_open_breaker_holds_a_forwardable_request_to_answer_with_its_id() {
+    let mut h = Harness::new(
+        r#"{"hold_request":"when_needed","upstream":{"breaker":{"failure_threshold":1}}}"#,
+    );
+    let (mut first, _) = h.start(&post(&[]), false);
+    first.on_request_body(call(1, "x").as_bytes(), true, &mut h.env());
+    h.end(
+        &mut first,
+        Some("upstream_reset_before_response_started{connection_failure}"),
+    );
+    assert_eq!(h.named("circuit.opened").len(), 1);
+    let (mut refused, action) = h.start(&post(&[]), false);
+    assert_eq!(action, RequestAction::Hold, "refused: waits for the id");
+    let body = r#"{"jsonrpc":"2.0","id":"seven","method":"tools/call","params":{"name":"x"}}"#;
+    let RequestAction::Reject(reply) = refused.on_request_body(body.as_bytes(), true, &mut h.env())
+    else {
+        panic!("answered locally")
+    };
+    assert_eq!(reply.status, 503);
+    let json: Value = serde_json::from_str(&reply.body).expect("JSON-RPC error");
+    assert_eq!(json["id"], "seven");
+    h.end(&mut refused, None);
+    let rejected = &h.named("circuit.rejected")[0];
+    assert_eq!(rejected["jsonrpc.request.id"], "seven");
+    assert_eq!(rejected["mcp.method.name"], "tools/call");
+    assert_eq!(
+        h.named("response").last().expect("response")["mcp.outcome"],
+        "rejected"
+    );
+}
+
 // ---- response phase ----
 
 #[test]
@@ -309,10 +386,7 @@ fn an_event_stream_answer_is_matched_as_it_arrives() {
     let mut h = Harness::new("{}");
     let (mut ex, _) = h.start(&post(&[]), false);
     ex.on_request_body(call(3, "slow").as_bytes(), true, &mut h.env());
-    let pairs: Vec<Header> = SSE
-        .iter()
-        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-        .collect();
+    let pairs = response(SSE);
     ex.on_response_headers(&pairs, false, &mut h.env());
     let stream = format!(
         "data: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\ndata: {}\n\n",
@@ -338,10 +412,7 @@ fn legacy_answers_on_the_get_stream_find_the_parked_post() {
     let mut h =
         Harness::new(r#"{"instance":{"source":{"path_prefix":"/mcp/"},"allowed":["legacy"]}}"#);
     let (mut get, _) = h.start(&[(":method", "GET"), (":path", "/mcp/legacy/sse")], true);
-    let pairs: Vec<Header> = SSE
-        .iter()
-        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-        .collect();
+    let pairs = response(SSE);
     get.on_response_headers(&pairs, false, &mut h.env());
     let rewritten = get.on_response_body(
         b"event: endpoint\ndata: /message?sessionId=abc\n\n",
@@ -363,7 +434,7 @@ fn legacy_answers_on_the_get_stream_find_the_parked_post() {
         false,
     );
     post.on_request_body(call(5, "echo").as_bytes(), true, &mut h.env());
-    let accepted: Vec<Header> = vec![(&b":status"[..], &b"202"[..])];
+    let accepted = response(&[(":status", "202")]);
     post.on_response_headers(&accepted, true, &mut h.env());
     h.end(&mut post, None);
     assert!(
@@ -391,10 +462,7 @@ fn a_legacy_answer_may_arrive_before_the_posts_202_and_an_error_is_answered_once
     let mut h =
         Harness::new(r#"{"instance":{"source":{"path_prefix":"/mcp/"},"allowed":["legacy"]}}"#);
     let (mut get, _) = h.start(&[(":method", "GET"), (":path", "/mcp/legacy/sse")], true);
-    let pairs: Vec<Header> = SSE
-        .iter()
-        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-        .collect();
+    let pairs = response(SSE);
     get.on_response_headers(&pairs, false, &mut h.env());
     get.on_response_body(
         b"event: endpoint\ndata: /message?sessionId=s1\n\n",
@@ -419,14 +487,14 @@ fn a_legacy_answer_may_arrive_before_the_posts_202_and_an_error_is_answered_once
         1,
         "matched on the stream at once"
     );
-    let accepted: Vec<Header> = vec![(&b":status"[..], &b"202"[..])];
+    let accepted = response(&[(":status", "202")]);
     fast.on_response_headers(&accepted, true, &mut h.env());
     h.end(&mut fast, None);
     assert_eq!(h.named("response").len(), 1, "and not again by the POST");
     // A POST the server refuses answers its own element, once, and the stream cannot.
     let (mut refused, _) = h.start(&post_headers, false);
     refused.on_request_body(call(2, "echo").as_bytes(), true, &mut h.env());
-    let failed: Vec<Header> = vec![(&b":status"[..], &b"500"[..])];
+    let failed = response(&[(":status", "500")]);
     refused.on_response_headers(&failed, true, &mut h.env());
     h.end(&mut refused, None);
     get.on_response_body(
@@ -442,6 +510,34 @@ fn a_legacy_answer_may_arrive_before_the_posts_202_and_an_error_is_answered_once
         PendingStats::default(),
         "nothing lost or evicted"
     );
+}
+
+#[test]
+fn a_recycled_exchange_leaves_nothing_behind_in_the_next() {
+    let mut h = Harness::new(r#"{"arguments":{"capture":true}}"#);
+    let (mut first, _) = h.start(&post(&[("mcp-session-id", "first-session")]), false);
+    first.on_request_body(call(1, "first_tool").as_bytes(), true, &mut h.env());
+    h.respond(&mut first, JSON, &ok(1));
+    h.end(&mut first, None);
+    first.recycle(&mut h.buffers);
+    assert_eq!(h.buffers.spare.len(), 1, "kept for the next exchange");
+    let (mut second, _) = h.start(
+        &[
+            (":method", "POST"),
+            (":path", "/mcp"),
+            ("content-type", "application/json"),
+        ],
+        false,
+    );
+    assert!(h.buffers.spare.is_empty(), "taken");
+    second.on_request_body(call(2, "second").as_bytes(), true, &mut h.env());
+    h.respond(&mut second, JSON, &ok(2));
+    h.end(&mut second, None);
+    let last = h.named("response").pop().expect("response");
+    assert_eq!(last["gen_ai.tool.name"], "second");
+    assert_eq!(last["jsonrpc.request.id"], "2");
+    assert!(last.get("mcp.session.id").is_none(), "{last}");
+    assert!(last.get("token").is_none(), "{last}");
 }
 
 // ---- stream end ----
@@ -476,10 +572,7 @@ fn abnormal_ends_become_failure_events_and_outcomes() {
         let (mut ex, _) = h.start(&post(&[]), false);
         ex.on_request_body(call(1, "x").as_bytes(), true, &mut h.env());
         if started {
-            let pairs: Vec<Header> = SSE
-                .iter()
-                .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-                .collect();
+            let pairs = response(SSE);
             ex.on_response_headers(&pairs, false, &mut h.env());
             ex.on_response_body(b"data: {", false, &mut h.env());
         }
@@ -497,7 +590,7 @@ fn an_exchange_without_elements_still_gets_one_response() {
     let mut h = Harness::new("{}");
     let (mut ex, action) = h.start(&[(":method", "GET"), (":path", "/mcp")], true);
     assert!(matches!(action, RequestAction::Forward(_)));
-    let pairs: Vec<Header> = vec![(&b":status"[..], &b"405"[..])];
+    let pairs = response(&[(":status", "405")]);
     ex.on_response_headers(&pairs, true, &mut h.env());
     h.end(&mut ex, None);
     h.end(&mut ex, None);

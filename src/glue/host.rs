@@ -76,29 +76,40 @@ impl HeaderMap {
     }
 
     /// The pairs, borrowing the map. A malformed map yields the pairs before the fault.
-    pub fn pairs(&self) -> Vec<Header<'_>> {
-        let bytes = &self.bytes[..];
-        let count = u32_at(bytes, 0).unwrap_or(0);
-        let mut pairs = Vec::with_capacity(count.min(128));
-        let mut sizes = 4;
-        let mut data = 4 + count.saturating_mul(8);
-        for _ in 0..count {
-            let (Some(name_len), Some(value_len)) =
-                (u32_at(bytes, sizes), u32_at(bytes, sizes + 4))
-            else {
-                break;
-            };
-            sizes += 8;
-            let name = bytes.get(data..data + name_len);
-            data += name_len + 1;
-            let value = bytes.get(data..data + value_len);
-            data += value_len + 1;
-            let (Some(name), Some(value)) = (name, value) else {
-                break;
-            };
-            pairs.push((name, value));
+    pub fn iter(&self) -> Pairs<'_> {
+        let count = u32_at(&self.bytes, 0).unwrap_or(0);
+        Pairs {
+            bytes: &self.bytes,
+            left: count,
+            sizes: 4,
+            data: 4 + count.saturating_mul(8),
         }
-        pairs
+    }
+}
+
+/// Iterator over a serialized header map.
+pub struct Pairs<'a> {
+    bytes: &'a [u8],
+    left: usize,
+    /// Where the next (name length, value length) pair is.
+    sizes: usize,
+    /// Where the next name is.
+    data: usize,
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = Header<'a>;
+
+    fn next(&mut self) -> Option<Header<'a>> {
+        self.left = self.left.checked_sub(1)?;
+        let name_len = u32_at(self.bytes, self.sizes)?;
+        let value_len = u32_at(self.bytes, self.sizes + 4)?;
+        self.sizes += 8;
+        let name = self.bytes.get(self.data..self.data + name_len)?;
+        self.data += name_len + 1;
+        let value = self.bytes.get(self.data..self.data + value_len)?;
+        self.data += value_len + 1;
+        Some((name, value))
     }
 }
 

@@ -8,8 +8,10 @@ mod host;
 
 use crate::config::{Config, InstanceSource};
 use crate::events::{Events, LogSink};
+use crate::exchange::common::TailMemo;
 use crate::exchange::{
-    Env, Exchange, LocalReply, RequestAction, RequestHead, ResponseBodyAction, StreamEnd,
+    BufferPool, Clock, Env, Exchange, LocalReply, RequestAction, RequestHead, RequestHeaders,
+    ResponseBodyAction, ResponseHeaders, StreamEnd,
 };
 use crate::pending::{PendingStats, SharedPending};
 use crate::redact::FingerprintCache;
@@ -40,6 +42,8 @@ struct VmState {
     config: Config,
     ids: IdGenerator,
     events: Events,
+    memo: TailMemo,
+    buffers: BufferPool,
     fingerprints: FingerprintCache,
     pending: PendingStats,
     internal_errors: u64,
@@ -65,7 +69,7 @@ impl SharedStore for HostStore {
 }
 
 impl VmState {
-    fn env(&mut self, now: SystemTime) -> Env<'_> {
+    fn env(&mut self) -> Env<'_> {
         let ids = &mut self.ids;
         let upstream = self.config.upstream.as_ref().map(|config| UpstreamEnv {
             config,
@@ -77,9 +81,11 @@ impl VmState {
         });
         Env {
             config: &self.config,
-            now,
+            clock: Clock::new(&now),
             ids,
             events: &mut self.events,
+            memo: &mut self.memo,
+            buffers: &mut self.buffers,
             fingerprints: &mut self.fingerprints,
             pending: SharedPending {
                 store: &HostStore,
@@ -144,6 +150,8 @@ fn new_vm_state(config: &Config) -> VmState {
     VmState {
         config: config.clone(),
         events: Events::new(source, config.min_level),
+        memo: TailMemo::default(),
+        buffers: BufferPool::default(),
         fingerprints: FingerprintCache::new(&config.fingerprint_salt),
         ids,
         pending: PendingStats::default(),
@@ -323,11 +331,7 @@ impl Context for Root {
         self.callout = None;
         let status = HeaderMap::read(MapType::HttpCallResponseHeaders)
             .ok()
-            .and_then(|map| {
-                crate::exchange::header(&map.pairs(), ":status")?
-                    .parse::<u32>()
-                    .ok()
-            });
+            .and_then(|map| ResponseHeaders::read(map.iter()).status);
         let body = host::buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default();
         let answer = match status {
             Some(status) if num_headers > 0 => Answer::Status(status, &body),
@@ -453,9 +457,9 @@ struct Http {
 }
 
 /// The filter's own health endpoint, when configured and asked for.
-fn health_endpoint(vm: &VmState, path: Option<&str>) -> Option<LocalReply> {
+fn health_endpoint(vm: &VmState, path: &str) -> Option<LocalReply> {
     let wanted = vm.config.health_path.as_deref()?;
-    if crate::exchange::path_only(path?) != wanted {
+    if crate::exchange::path_only(path) != wanted {
         return None;
     }
     let config = vm.config.upstream.as_ref()?;
@@ -478,7 +482,7 @@ impl Http {
         let exchange = self.exchange.as_mut()?;
         let mut state = self.state.borrow_mut();
         let vm = state.as_mut()?;
-        let mut env = vm.env(now());
+        let mut env = vm.env();
         Some(f(exchange, &mut env))
     }
 
@@ -522,29 +526,28 @@ impl Http {
 
     fn request_headers(&mut self, end_of_stream: bool) -> Result<Action, &'static str> {
         let map = HeaderMap::read(MapType::HttpRequestHeaders)?;
-        let headers = map.pairs();
         let mut state = self.state.borrow_mut();
         let Some(vm) = state.as_mut() else {
             return Ok(Action::Continue);
         };
-        let path = crate::exchange::header(&headers, ":path");
-        if let Some(reply) = health_endpoint(vm, path) {
+        let headers = RequestHeaders::read(map.iter(), &vm.config);
+        if let Some(reply) = health_endpoint(vm, headers.path) {
             drop(state);
             send_local_reply(&reply)?;
             return Ok(Action::Pause);
         }
         let (route_name, cluster_name) = match vm.config.instance.source {
-            InstanceSource::RouteName => (host::string_property(b"xds\0route_name"), None),
-            InstanceSource::ClusterName => (None, host::string_property(b"xds\0cluster_name")),
+            InstanceSource::RouteName => (host::property(b"xds\0route_name"), None),
+            InstanceSource::ClusterName => (None, host::property(b"xds\0cluster_name")),
             _ => (None, None),
         };
         let head = RequestHead {
-            headers: &headers,
-            route_name: route_name.as_deref(),
-            cluster_name: cluster_name.as_deref(),
+            headers,
+            route_name: route_name.as_deref().and_then(crate::jsonrpc::utf8),
+            cluster_name: cluster_name.as_deref().and_then(crate::jsonrpc::utf8),
             end_of_stream,
         };
-        let (exchange, action) = Exchange::on_request_headers(&head, &mut vm.env(now()));
+        let (exchange, action) = Exchange::on_request_headers(&head, &mut vm.env());
         drop(state);
         self.exchange = Some(exchange);
         self.apply_request_action(action)
@@ -575,7 +578,7 @@ impl Http {
 
     fn response_headers(&mut self, end_of_stream: bool) -> Result<Action, &'static str> {
         let map = HeaderMap::read(MapType::HttpResponseHeaders)?;
-        let headers = map.pairs();
+        let headers = ResponseHeaders::read(map.iter());
         let echo = self
             .with_exchange(|exchange, env| {
                 exchange.on_response_headers(&headers, end_of_stream, env)
@@ -666,5 +669,10 @@ impl HttpContext for Http {
             response_code,
         };
         self.with_exchange(|exchange, env| exchange.on_stream_end(&end, env));
+        // Nothing follows on_log but the context's deletion.
+        if let (Some(exchange), Some(vm)) = (self.exchange.take(), self.state.borrow_mut().as_mut())
+        {
+            exchange.recycle(&mut vm.buffers);
+        }
     }
 }

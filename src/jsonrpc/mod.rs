@@ -442,7 +442,21 @@ const KEYS: &[(&[u8], Key)] = &[
 
 /// Which member a key literal names (decoded first in the odd case it has escapes).
 fn key_of((literal, escapes): (&str, bool)) -> Key {
+    // Most keys are not ones the classifier reads; their length alone says so.
+    const LENGTHS: u64 = {
+        let mut mask = 0u64;
+        let mut i = 0;
+        while i < KEYS.len() {
+            let len = KEYS[i].0.len();
+            mask |= 1u64 << if len < 63 { len } else { 63 };
+            i += 1;
+        }
+        mask
+    };
     let find = |quoted: &[u8]| {
+        if LENGTHS & (1u64 << quoted.len().min(63)) == 0 {
+            return Key::Other;
+        }
         KEYS.iter()
             .find(|(k, _)| bytes_eq(k, quoted))
             .map_or(Key::Other, |(_, key)| *key)
@@ -651,7 +665,7 @@ fn classify(fields: Fields) -> Result<Message, Invalid> {
         }
         Target::None => {}
     }
-    if info.is_some_and(|i| matches!(i.name, "tools/call" | "prompts/get")) {
+    if info.is_some_and(|i| i.has_arguments) {
         message.arguments = params.arguments;
     }
     if let Some(result) = fields.result {

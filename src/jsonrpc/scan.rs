@@ -60,13 +60,18 @@ pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     word_at(a, len - 8) == word_at(b, len - 8)
 }
 
-/// Whether `bytes` is ASCII, eight bytes at a time.
+/// Whether `bytes` is ASCII: every byte's high bit, or-ed together a word at a time.
 pub fn is_ascii(bytes: &[u8]) -> bool {
-    let mut words = bytes.chunks_exact(8);
-    let ascii_words = words
-        .by_ref()
-        .all(|w| <[u8; 8]>::try_from(w).is_ok_and(|w| u64::from_le_bytes(w) & HIGHS == 0));
-    ascii_words && words.remainder().is_ascii()
+    let mut high = 0u64;
+    let mut at = 0;
+    while let Some(word) = word_at(bytes, at) {
+        high |= word;
+        at += 8;
+    }
+    for &b in bytes.get(at..).unwrap_or_default() {
+        high |= u64::from(b);
+    }
+    high & HIGHS == 0
 }
 
 /// Validates UTF-8, with a fast path for the ASCII bodies MCP sends.
