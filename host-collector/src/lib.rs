@@ -3,7 +3,8 @@
 //! beside it the optional on-disk `spool` of acknowledged events) -> `writer` (ordered
 //! batches, retry) -> `store` (MySQL/MariaDB or SQLite); beside them `config`, `logging`,
 //! `metrics`, `health`, `overload`, `query` and `retention`, and the ingest observers
-//! `accounting` (per-source loss) and `red` (MCP operation metrics); `app` wires them up.
+//! `accounting` (per-source loss) and `red` (MCP operation metrics), and the optional `otlp`
+//! exporter (its own tasks behind a bounded channel); `app` wires them up.
 
 pub mod accounting;
 pub mod app;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod otlp;
 pub mod overload;
 pub mod query;
 pub mod queue;
