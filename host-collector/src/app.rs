@@ -271,6 +271,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         max_body_bytes: config.max_body_bytes,
         query_timeout: config.db_write_timeout,
         port: addr.port(),
+        gateway_health_url: config.gateway_health_url.clone(),
     });
     let server = serve(listener, http::router(state), http_stop_rx);
     let metrics_server = serve(

@@ -169,6 +169,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub retention_batch: u32,
 
+    /// The gateway's upstream health endpoint (the filter's `health_path` on Envoy, e.g.
+    /// http://127.0.0.1:10000/.well-known/mcp-gateway/health), shown by the audit view
+    /// through `GET /v1/upstreams`.
+    #[arg(long, env = "COLLECTOR_GATEWAY_HEALTH_URL", value_parser = parse_health_url)]
+    pub gateway_health_url: Option<String>,
+
     /// OTLP/HTTP endpoint (base URL, `http://host:port[/path]`): spans go to `/v1/traces`,
     /// metrics to `/v1/metrics`, as protobuf. Export is off when unset.
     #[arg(long, env = "COLLECTOR_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
@@ -325,6 +331,12 @@ impl Config {
             ("max_tool_labels", self.max_tool_labels.to_string()),
             ("retention", self.retention.map_or_else(|| "off".into(), d)),
             (
+                "gateway_health_url",
+                self.gateway_health_url
+                    .clone()
+                    .unwrap_or_else(|| "off".into()),
+            ),
+            (
                 "otlp_endpoint",
                 self.otlp_endpoint.clone().unwrap_or_else(|| "off".into()),
             ),
@@ -370,6 +382,10 @@ fn parse_token(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+fn parse_health_url(s: &str) -> Result<String, String> {
+    crate::ui::upstreams::parse(s).map(|_| s.to_string())
 }
 
 fn parse_otlp_endpoint(s: &str) -> Result<String, String> {

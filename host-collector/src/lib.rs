@@ -4,7 +4,8 @@
 //! batches, retry) -> `store` (MySQL/MariaDB or SQLite); beside them `config`, `logging`,
 //! `metrics`, `health`, `overload`, `query` and `retention`, and the ingest observers
 //! `accounting` (per-source loss) and `red` (MCP operation metrics), and the optional `otlp`
-//! exporter (its own tasks behind a bounded channel); `app` wires them up.
+//! exporter (its own tasks behind a bounded channel); `ui` serves the audit view; `app` wires
+//! them up.
 
 pub mod accounting;
 pub mod app;
@@ -23,4 +24,5 @@ pub mod red;
 pub mod retention;
 pub mod spool;
 pub mod store;
+pub mod ui;
 pub mod writer;

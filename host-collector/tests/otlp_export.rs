@@ -174,7 +174,11 @@ async fn spans_and_metrics_reach_an_otlp_receiver_field_by_field() {
     .await;
     let (spans, api_keys, resources) = {
         let got = rx.lock().expect("lock");
-        (got.spans.clone(), got.api_keys.clone(), got.resources.clone())
+        (
+            got.spans.clone(),
+            got.api_keys.clone(),
+            got.resources.clone(),
+        )
     };
     let spans = &spans;
     assert_eq!(
