@@ -238,6 +238,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         limiter: limiter.clone(),
         metrics: metrics.clone(),
         spool,
+        db: db_health.clone(),
     });
     red.register(&mut registry);
     registry.register_collector(Box::new(AccountingCollector(accounting.clone())));

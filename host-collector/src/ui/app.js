@@ -127,8 +127,8 @@ function renderTimeline(traceId, items) {
   const t1 = Math.max(...rows.map((r) => r.end), t0 + 1);
   const pct = (t) => ((t - t0) / (t1 - t0)) * 100;
   const box = $("timeline");
-  box.replaceChildren(el("div", { class: "timeline-row muted" }, "event",
-    "0 – " + ((t1 - t0) / 1000).toFixed(1) + " ms", "ms"));
+  box.replaceChildren(el("div", { class: "timeline-row muted" }, el("span", {}, "event"),
+    el("span", {}, "0 – " + ((t1 - t0) / 1000).toFixed(1) + " ms"), el("span", {}, "ms")));
   for (const r of rows) {
     const label = [r.item.event, r.item.mcp_method, r.item.tool_name].filter(Boolean).join(" · ");
     const track = el("div", { class: "track" });
@@ -190,7 +190,9 @@ async function loadUpstreams() {
       $("upstreams").textContent = "no upstream has been used yet";
       return;
     }
-    const keys = Object.keys(upstreams[0]).filter((k) => typeof upstreams[0][k] !== "object");
+    const wanted = ["instance", "healthy", "state", "successes", "failures",
+                    "consecutive_failures", "p50_ms", "p95_ms", "p99_ms", "last_failure"];
+    const keys = wanted.filter((k) => k in upstreams[0]);
     const table = el("table", {}, el("tr", {}, ...keys.map((k) => el("th", {}, k.replaceAll("_", " ")))));
     for (const u of upstreams) {
       table.append(el("tr", {}, ...keys.map((k) => {
