@@ -18,10 +18,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use super::span::{kv, ResponseEvent, Times};
 use crate::red::fold_method;
 
-/// The conventions' advice for both MCP duration histograms, in seconds.
-pub const BUCKETS: [f64; 14] = [
-    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-];
+/// The conventions' advice for both MCP duration histograms, in seconds (shared with the
+/// Prometheus histogram).
+pub const BUCKETS: [f64; 14] = crate::red::DURATION_BUCKETS;
 
 /// Attribute values longer than this are not names: they are recorded as `_OTHER`.
 const MAX_VALUE_CHARS: usize = 128;
