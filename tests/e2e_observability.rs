@@ -208,22 +208,30 @@ fn start_stack(collector_args: &[&str]) -> Stack {
 impl Stack {
     /// What `make demo-traffic` does: every method, 20 tool calls, the legacy transport.
     fn demo_traffic(&self) {
+        self.scenario(&["--scenario", "all"]);
+        self.scenario(&["--scenario", "traffic", "--count", "20"]);
+        self.legacy_traffic();
+    }
+
+    /// One demo-client run against the Streamable HTTP instance, with the client's trace.
+    fn scenario(&self, args: &[&str]) {
         let url = self.envoy.url("/mcp/demo/mcp");
         let traceparent = format!("traceparent: 00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-        for scenario in [
-            vec!["--scenario", "all", "--header", &traceparent],
-            vec!["--scenario", "traffic", "--count", "20"],
-        ] {
-            let mut args = vec![
-                "--url",
-                &url,
-                "--header",
-                "authorization: Bearer demo-user-token",
-            ];
-            args.extend(scenario);
-            let (status, summary) = DemoClient::run(&args);
-            assert!(status.success(), "{summary:#}");
+        let mut all = vec![
+            "--url",
+            &url,
+            "--header",
+            "authorization: Bearer demo-user-token",
+        ];
+        if args.contains(&"all") {
+            all.extend(["--header", &traceparent]);
         }
+        all.extend_from_slice(args);
+        let (status, summary) = DemoClient::run(&all);
+        assert!(status.success(), "{summary:#}");
+    }
+
+    fn legacy_traffic(&self) {
         let legacy = self.envoy.url("/mcp/legacy/sse");
         let (status, summary) = DemoClient::run(&["--url", &legacy, "--scenario", "sse-legacy"]);
         assert!(status.success(), "{summary:#}");
@@ -470,8 +478,14 @@ fn prometheus_scrapes_red_series_and_every_dashboard_query_returns_data() {
     for job in ["host-collector", "envoy"] {
         prometheus.wait_for(&format!("up{{job=\"{job}\"}}"), |s| value(s) == 1.0);
     }
-    // Traffic after the first scrapes, so the counters move between samples.
-    stack.demo_traffic();
+    // Traffic in two waves with a scrape between them, so every counter the checks below
+    // look at has moved between two samples (a series first scraped at N has no rate yet).
+    stack.scenario(&["--scenario", "all"]);
+    stack.legacy_traffic();
+    prometheus.wait_for("mcp_server_operations_total{tool=\"echo\"}", |s| {
+        value(s) >= 1.0
+    });
+    stack.scenario(&["--scenario", "traffic", "--count", "20"]);
     stack.wait_responses(30);
 
     // RED from the collector, per instance and tool; the filter's own stats from Envoy.
