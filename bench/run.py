@@ -953,6 +953,13 @@ def parse_collector_bench(text: str) -> dict:
     if m:
         res["spool"] = {"none": int(m.group(1)), "spool": int(m.group(2)), "spool_ratio": float(m.group(3)),
                         "fsync": int(m.group(4)), "fsync_ratio": float(m.group(5))}
+    m = re.search(r"export off (\d+) events/s, export on (\d+) events/s \(([\d.]+)x\), dead endpoint (\d+) "
+                  r"events/s \(([\d.]+)x\); spans exported while ingesting: (\d+) spans/s", text)
+    if m:
+        res["otlp"] = {"off": int(m.group(1)), "on": int(m.group(2)), "on_ratio": float(m.group(3)),
+                       "dead": int(m.group(4)), "dead_ratio": float(m.group(5)),
+                       "spans_per_s": int(m.group(6)),
+                       "drops": re.findall(r"^  (export on.*)$", text, re.M)}
     m = re.search(r"full pipeline: (.*)", text)
     if m:
         res["pipeline"] = m.group(1)
@@ -1031,6 +1038,13 @@ def report(results: dict) -> str:
                     f"no spool {sp['none']:,} events/s, spool {sp['spool']:,} events/s "
                     f"({fmt_ratio(sp['spool_ratio'])}), spool with fsync per request {sp['fsync']:,} events/s "
                     f"({fmt_ratio(sp['fsync_ratio'])}).", ""]
+        if cb.get("otlp"):
+            ot = cb["otlp"]
+            out += [f"OTLP export cost on ingest (200-event `response` requests, database down, median of 5 "
+                    f"interleaved rounds): export off {ot['off']:,} events/s, export on {ot['on']:,} events/s "
+                    f"({fmt_ratio(ot['on_ratio'])}), export to a dead endpoint {ot['dead']:,} events/s "
+                    f"({fmt_ratio(ot['dead_ratio'])}); **{ot['spans_per_s']:,} spans/s** exported while ingest ran. "
+                    + "; ".join(ot["drops"]) + ".", ""]
         if co.get("mariadb"):
             out += [f"Persisted rows/s, ~450-byte `response` events, medians of {results['meta']['args']['rounds']} "
                     f"interleaved rounds. Batched: the host-collector binary's writer draining "

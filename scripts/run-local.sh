@@ -27,8 +27,13 @@ wait_http() { # url name
 # Must match the token in envoy/envoy.yaml.
 export COLLECTOR_TOKEN=${COLLECTOR_TOKEN:-local-dev-collector-token-change-me}
 DATABASE_URL=${MYSQL_URL:-sqlite://$LOGS/host-collector.db}
+# OTLP export is off unless OTLP_ENDPOINT is set (e.g. http://127.0.0.1:4318, an
+# OpenTelemetry Collector or Jaeger's OTLP/HTTP port).
+OTLP_ARGS=()
+if [ -n "${OTLP_ENDPOINT:-}" ]; then OTLP_ARGS=(--otlp-endpoint "$OTLP_ENDPOINT"); fi
 "$BIN/host-collector" --listen 127.0.0.1:9400 --metrics-listen 127.0.0.1:9401 \
   --database-url "$DATABASE_URL" --spool-dir "$LOGS/host-collector-spool" \
+  --gateway-health-url http://127.0.0.1:10000/.well-known/mcp-gateway/health "${OTLP_ARGS[@]}" \
   >"$LOGS/host-collector.log" 2>&1 & pids+=($!)
 wait_http http://127.0.0.1:9400/health host-collector
 
@@ -45,9 +50,15 @@ cat <<TXT
 Local pipeline is up (logs in $LOGS/):
   MCP (Streamable HTTP) via Envoy  http://127.0.0.1:10000/mcp/demo/mcp
   MCP (legacy HTTP+SSE) via Envoy  http://127.0.0.1:10000/mcp/legacy/sse
-  Envoy admin                      http://127.0.0.1:9901
-  host-collector                   http://127.0.0.1:9400 (metrics :9401/metrics), store $DATABASE_URL
+  filter health (upstreams)        http://127.0.0.1:10000/.well-known/mcp-gateway/health
+  audit view                       http://127.0.0.1:9400/ui/#token=$COLLECTOR_TOKEN
+  collector query API              http://127.0.0.1:9400/v1/logs, /v1/accounting, /v1/upstreams (bearer token)
+  collector metrics (Prometheus)   http://127.0.0.1:9401/metrics
+  Envoy stats (Prometheus)         http://127.0.0.1:9901/stats/prometheus (admin http://127.0.0.1:9901)
+  OTLP export                      ${OTLP_ENDPOINT:-off (set OTLP_ENDPOINT=http://host:4318)}
+  store                            $DATABASE_URL
   demo MCP servers                 http://127.0.0.1:9500/mcp, http://127.0.0.1:9501/sse
+Prometheus: prometheus --config.file=deploy/prometheus/prometheus.yml (rules and Grafana dashboard in deploy/)
 Traffic:  make demo-traffic
 Rows:     curl -s -H "authorization: Bearer \$COLLECTOR_TOKEN" 'http://127.0.0.1:9400/v1/logs?event=response&limit=5'
           (COLLECTOR_TOKEN=$COLLECTOR_TOKEN)

@@ -56,6 +56,7 @@ pub struct Running {
     writer: JoinHandle<DrainReport>,
     background: Vec<JoinHandle<()>>,
     spool: Option<SpoolReleaser>,
+    otlp: Option<crate::otlp::Exporter>,
 }
 
 /// The task that deletes spool segments as their events settle. It is stopped before the
@@ -196,6 +197,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     )
     .with_observer(accounting.clone())
     .with_observer(red.clone());
+    let otlp = match config.otlp().map_err(StartError)? {
+        Some(settings) => {
+            let pipeline = crate::otlp::pipeline::PipelineSource {
+                metrics: metrics.clone(),
+                queue: queue.clone(),
+                status: ingestor.status_tracker(),
+            };
+            let (exporter, hook) = crate::otlp::start(settings, Some(pipeline));
+            let collector = crate::otlp::OtlpCollector::new(&exporter, &hook);
+            ingestor = ingestor.with_observer(hook);
+            Some((exporter, collector))
+        }
+        None => None,
+    };
     let spool_releaser = match spool {
         Some((spool, recovered)) => {
             ingestor = ingestor.with_spool(spool.clone());
@@ -223,9 +238,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         limiter: limiter.clone(),
         metrics: metrics.clone(),
         spool,
+        db: db_health.clone(),
     });
     red.register(&mut registry);
     registry.register_collector(Box::new(AccountingCollector(accounting.clone())));
+    let otlp = otlp.map(|(exporter, collector)| {
+        registry.register_collector(Box::new(collector));
+        exporter
+    });
     let registry = Arc::new(registry);
 
     let listener = bind(config.listen, "ingest").await?;
@@ -252,6 +272,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         max_body_bytes: config.max_body_bytes,
         query_timeout: config.db_write_timeout,
         port: addr.port(),
+        gateway_health_url: config.gateway_health_url.clone(),
     });
     let server = serve(listener, http::router(state), http_stop_rx);
     let metrics_server = serve(
@@ -314,6 +335,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         writer,
         background,
         spool: spool_releaser,
+        otlp,
     })
 }
 
@@ -365,6 +387,10 @@ impl Running {
                 msg = "in-flight requests cut after grace period"
             );
             server.abort();
+        }
+        // Everything ingest accepted has been offered to the exporter by now.
+        if let Some(otlp) = self.otlp {
+            otlp.shutdown().await;
         }
         let spool = match self.spool {
             Some(releaser) => Some(releaser.stop().await),

@@ -169,6 +169,73 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub retention_batch: u32,
 
+    /// The gateway's upstream health endpoint (the filter's `health_path` on Envoy, e.g.
+    /// http://127.0.0.1:10000/.well-known/mcp-gateway/health), shown by the audit view
+    /// through `GET /v1/upstreams`.
+    #[arg(long, env = "COLLECTOR_GATEWAY_HEALTH_URL", value_parser = parse_health_url)]
+    pub gateway_health_url: Option<String>,
+
+    /// OTLP/HTTP endpoint (base URL, `http://host:port[/path]`): spans go to `/v1/traces`,
+    /// metrics to `/v1/metrics`, as protobuf. Export is off when unset.
+    #[arg(long, env = "COLLECTOR_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<String>,
+
+    /// Header sent with every export request, `name=value` (repeatable; the env variable takes
+    /// a comma-separated list). Values are never logged.
+    #[arg(long = "otlp-header", env = "COLLECTOR_OTLP_HEADERS", hide_env_values = true,
+          value_delimiter = ',', value_parser = parse_header)]
+    pub otlp_headers: Vec<(String, String)>,
+
+    /// Share of traces exported as spans, 0..1, decided by trace id (metrics see everything).
+    #[arg(long, env = "COLLECTOR_OTLP_SAMPLING_RATIO", default_value_t = 1.0, value_parser = parse_sampling_ratio)]
+    pub otlp_sampling_ratio: f64,
+
+    /// `service.name` of the exported resource.
+    #[arg(
+        long,
+        env = "COLLECTOR_OTLP_SERVICE_NAME",
+        default_value = "mcp-gateway"
+    )]
+    pub otlp_service_name: String,
+
+    /// Events the channel from ingest to the exporter holds; beyond it they are dropped and
+    /// counted (ingest never waits).
+    #[arg(long, env = "COLLECTOR_OTLP_QUEUE_EVENTS", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub otlp_queue_events: u32,
+
+    /// Most spans per export request.
+    #[arg(long, env = "COLLECTOR_OTLP_MAX_BATCH_SPANS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub otlp_max_batch_spans: u32,
+
+    /// Encoded requests waiting for the sender; a batch that finds it full is dropped.
+    #[arg(long, env = "COLLECTOR_OTLP_MAX_PENDING_BATCHES", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub otlp_max_pending_batches: u32,
+
+    /// A non-empty span batch is sent at least this often.
+    #[arg(long, env = "COLLECTOR_OTLP_FLUSH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub otlp_flush_interval: Duration,
+
+    /// Bound on one export request (connect included); then it is dropped as `timeout`.
+    #[arg(long, env = "COLLECTOR_OTLP_EXPORT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub otlp_export_timeout: Duration,
+
+    /// Interval of the metrics export.
+    #[arg(long, env = "COLLECTOR_OTLP_METRICS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub otlp_metrics_interval: Duration,
+
+    /// Attribute sets per OTLP histogram; later ones share one overflow series.
+    #[arg(long, env = "COLLECTOR_OTLP_MAX_SERIES", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub otlp_max_series: u32,
+
+    /// Open MCP sessions tracked for `mcp.server.session.duration` (the oldest is forgotten).
+    #[arg(long, env = "COLLECTOR_OTLP_MAX_SESSIONS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub otlp_max_sessions: u32,
+
     /// Log format on stdout.
     #[arg(
         long,
@@ -185,6 +252,26 @@ pub struct Config {
 }
 
 impl Config {
+    /// The export settings, when an endpoint is configured.
+    pub fn otlp(&self) -> Result<Option<crate::otlp::OtlpSettings>, String> {
+        let Some(url) = &self.otlp_endpoint else {
+            return Ok(None);
+        };
+        Ok(Some(crate::otlp::OtlpSettings {
+            endpoint: crate::otlp::sender::Endpoint::parse(url, &self.otlp_headers)?,
+            service_name: self.otlp_service_name.clone(),
+            sampling_ratio: self.otlp_sampling_ratio,
+            queue_events: self.otlp_queue_events as usize,
+            max_batch_spans: self.otlp_max_batch_spans as usize,
+            max_pending_batches: self.otlp_max_pending_batches as usize,
+            flush_interval: self.otlp_flush_interval,
+            export_timeout: self.otlp_export_timeout,
+            metrics_interval: self.otlp_metrics_interval,
+            max_series: self.otlp_max_series as usize,
+            max_sessions: self.otlp_max_sessions as usize,
+        }))
+    }
+
     pub fn max_concurrent(&self) -> usize {
         self.max_concurrent_requests.map_or_else(
             || 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -243,6 +330,40 @@ impl Config {
             ("max_instance_labels", self.max_instance_labels.to_string()),
             ("max_tool_labels", self.max_tool_labels.to_string()),
             ("retention", self.retention.map_or_else(|| "off".into(), d)),
+            (
+                "gateway_health_url",
+                self.gateway_health_url
+                    .clone()
+                    .unwrap_or_else(|| "off".into()),
+            ),
+            (
+                "otlp_endpoint",
+                self.otlp_endpoint.clone().unwrap_or_else(|| "off".into()),
+            ),
+            (
+                "otlp_headers",
+                self.otlp_headers
+                    .iter()
+                    .map(|(name, _)| format!("{name}=***"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("otlp_sampling_ratio", self.otlp_sampling_ratio.to_string()),
+            ("otlp_service_name", self.otlp_service_name.clone()),
+            ("otlp_queue_events", self.otlp_queue_events.to_string()),
+            (
+                "otlp_max_batch_spans",
+                self.otlp_max_batch_spans.to_string(),
+            ),
+            (
+                "otlp_max_pending_batches",
+                self.otlp_max_pending_batches.to_string(),
+            ),
+            ("otlp_flush_interval", d(self.otlp_flush_interval)),
+            ("otlp_export_timeout", d(self.otlp_export_timeout)),
+            ("otlp_metrics_interval", d(self.otlp_metrics_interval)),
+            ("otlp_max_series", self.otlp_max_series.to_string()),
+            ("otlp_max_sessions", self.otlp_max_sessions.to_string()),
             ("retention_interval", d(self.retention_interval)),
             ("retention_batch", self.retention_batch.to_string()),
             (
@@ -261,6 +382,32 @@ fn parse_token(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+fn parse_health_url(s: &str) -> Result<String, String> {
+    crate::ui::upstreams::parse(s).map(|_| s.to_string())
+}
+
+fn parse_otlp_endpoint(s: &str) -> Result<String, String> {
+    crate::otlp::sender::Endpoint::parse(s, &[]).map(|_| s.to_string())
+}
+
+/// `name=value`, both valid in an HTTP header.
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| "expected name=value".to_string())?;
+    let (name, value) = (name.trim().to_string(), value.trim().to_string());
+    crate::otlp::sender::Endpoint::parse("http://x:1", &[(name.clone(), value.clone())])
+        .map_err(|_| format!("header {name:?}: not a valid HTTP header name and value"))?;
+    Ok((name, value))
+}
+
+fn parse_sampling_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a ratio in [0, 1]")),
+    }
 }
 
 fn parse_ratio(s: &str) -> Result<f64, String> {
@@ -374,6 +521,36 @@ mod tests {
         let text = format!("{:?}", c.describe());
         assert!(!text.contains("secret"));
         assert!(!text.contains("pw@"));
+    }
+
+    #[test]
+    fn otlp_flags_are_checked_and_header_values_never_described() {
+        let c = Config::try_parse_from([
+            "host-collector",
+            "--insecure-no-auth",
+            "--otlp-endpoint",
+            "http://127.0.0.1:4318",
+            "--otlp-header",
+            "x-api-key=otlp-secret-value",
+            "--otlp-sampling-ratio",
+            "0.25",
+        ])
+        .expect("valid flags");
+        assert_eq!(
+            c.otlp_headers,
+            [("x-api-key".into(), "otlp-secret-value".into())]
+        );
+        let text = format!("{:?}", c.describe());
+        assert!(text.contains("x-api-key=***"), "{text}");
+        assert!(!text.contains("otlp-secret-value"));
+        for bad in [
+            ["--otlp-endpoint", "https://otel:4318"],
+            ["--otlp-header", "no-equals-sign"],
+            ["--otlp-sampling-ratio", "1.5"],
+        ] {
+            let args = ["host-collector", "--insecure-no-auth", bad[0], bad[1]];
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -44,6 +44,13 @@ impl DbHealth {
         self.update(|s| s.ping = Some(result));
     }
 
+    /// What `/health`'s database check says: the last ping succeeded and the last write did
+    /// not fail.
+    pub fn up(&self) -> bool {
+        let state = self.state();
+        matches!(state.ping, Some(Ok(()))) && !matches!(state.write, Some(Err(_)))
+    }
+
     fn state(&self) -> DbState {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -84,12 +91,12 @@ impl Health {
 
     fn database_check(&self) -> (bool, Value) {
         let state = self.db.state();
+        let ok = self.db.up();
         let describe = |r: &Option<Result<(), String>>| match r {
             None => json!("unknown"),
             Some(Ok(())) => json!("ok"),
             Some(Err(e)) => json!(e),
         };
-        let ok = matches!(state.ping, Some(Ok(()))) && !matches!(state.write, Some(Err(_)));
         (
             ok,
             json!({ "ok": ok, "ping": describe(&state.ping), "last_write": describe(&state.write) }),

@@ -176,6 +176,7 @@ pub struct LiveState {
     pub limiter: Arc<Limiter>,
     pub metrics: Arc<Metrics>,
     pub spool: Option<Arc<Spool>>,
+    pub db: Arc<crate::health::DbHealth>,
 }
 
 impl fmt::Debug for LiveState {
@@ -234,6 +235,11 @@ impl Collector for LiveState {
                 "collector_queue_oldest_event_age_seconds",
                 "Time the oldest waiting event has been queued (0 when empty).",
                 snap.oldest_age.map_or(0.0, |d| d.as_secs_f64()),
+            ),
+            (
+                "collector_database_up",
+                "1 when the last database ping succeeded and the last batch write did not fail, as /health's database check.",
+                if self.db.up() { 1.0 } else { 0.0 },
             ),
             (
                 "collector_http_in_flight_requests",

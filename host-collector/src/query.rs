@@ -10,12 +10,13 @@ use crate::store::{LogQuery, StoredRow};
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
 
-const KNOWN: [&str; 9] = [
+const KNOWN: [&str; 10] = [
     "trace_id",
     "instance_id",
     "event",
     "tool",
     "source",
+    "outcome",
     "since",
     "until",
     "cursor",
@@ -53,6 +54,7 @@ pub fn parse_params(params: &HashMap<String, String>) -> Result<LogQuery, String
         event: text("event"),
         tool_name: text("tool"),
         source: text("source"),
+        outcome: text("outcome"),
         since: time_param(params, "since")?,
         until: time_param(params, "until")?,
         before_id,

@@ -18,9 +18,11 @@ use crate::metrics::Labels;
 /// Label value that folded values become.
 pub const OTHER_LABEL: &str = "_other";
 
-/// OpenTelemetry's advice for `mcp.server.operation.duration`, in seconds.
+/// The MCP semantic conventions' advice for `mcp.server.operation.duration` (and the
+/// session duration), in seconds: MCP calls run from milliseconds to minutes. The OTLP
+/// histograms use the same bounds, so both backends bucket alike.
 pub const DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
 /// Distinct error types kept as labels (JSON-RPC codes, HTTP statuses, outcome names).
@@ -380,7 +382,8 @@ mod tests {
             format!(r#"mcp_server_operations_total{{{base},outcome="tool_error"}} 1"#),
             format!(r#"mcp_server_operation_errors_total{{{base},error_type="tool_error"}} 1"#),
             format!(r#"mcp_server_operation_duration_seconds_bucket{{le="0.05",{base}}} 1"#),
-            format!(r#"mcp_server_operation_duration_seconds_bucket{{le="0.75",{base}}} 2"#),
+            format!(r#"mcp_server_operation_duration_seconds_bucket{{le="0.5",{base}}} 1"#),
+            format!(r#"mcp_server_operation_duration_seconds_bucket{{le="1.0",{base}}} 2"#),
             format!(r#"mcp_server_operation_duration_seconds_count{{{base}}} 2"#),
         ] {
             assert!(text.contains(&sample), "{sample} missing in:\n{text}");

@@ -128,7 +128,7 @@ async fn accounting_and_red_metrics_over_http() {
             0.0,
         ),
         (
-            r#"mcp_server_operation_duration_seconds_bucket{le="0.75",instance="i1",method="tools/call",tool="_other"}"#,
+            r#"mcp_server_operation_duration_seconds_bucket{le="1.0",instance="i1",method="tools/call",tool="_other"}"#,
             1.0,
         ),
     ];

@@ -124,6 +124,28 @@ async fn round_trip(url: String) {
         metric(&running, "collector_events_persisted_total").await,
         Some(5.0)
     );
+    // The outcome lives only in the stored JSON; the filter reads it there on both stores.
+    let outcomes = ["ok", "tool_error"]
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            event("vm-c", i as u64 + 1, &format!(r#","mcp.outcome":"{o}""#))
+                .replace(r#""event":"request""#, r#""event":"response""#)
+                + "\n"
+        })
+        .collect::<String>();
+    assert_eq!(
+        post(running.addr, outcomes.into_bytes()).await.json()["accepted"],
+        2
+    );
+    wait_persisted(&running, 7).await;
+    let failed = get(running.addr, "/v1/logs?outcome=tool_error")
+        .await
+        .json();
+    let failed = failed["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["source"], "vm-c");
+    assert_eq!(failed[0]["seq"], 2);
     let report = running.shutdown().await;
     assert_eq!(report.dropped, 0);
 
@@ -141,7 +163,11 @@ async fn round_trip(url: String) {
         Some(5.0)
     );
     let all = get(restarted.addr, "/v1/logs").await.json();
-    assert_eq!(all["items"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        all["items"].as_array().map(Vec::len),
+        Some(7),
+        "the 5 of the batch and the 2 outcome events"
+    );
     restarted.shutdown().await;
 }
 

@@ -10,6 +10,9 @@
 //! 3. Memory: RSS of the binary flooded with 4x its queue budget while its database is down.
 //! 4. Spool: ingest events/s without a spool, with one, and with one fsynced per request,
 //!    rounds interleaved (database down, so only the ingest path is measured).
+//! 5. OTLP: ingest events/s with export off, on (to a receiver in this process) and on towards
+//!    a dead endpoint, rounds interleaved (database down); spans/s the receiver got while
+//!    ingest ran, and what the exporter dropped, by reason. `BENCH_ONLY=otlp` runs only this.
 //!
 //! Needs MariaDB at 127.0.0.1:3306 (root, no password); uses and drops its own database.
 
@@ -347,6 +350,121 @@ async fn bench_spool() -> Result<(), Error> {
     Ok(())
 }
 
+/// An OTLP/HTTP endpoint that reads each request and answers 200, counting requests and bytes.
+async fn otlp_sink() -> Result<(SocketAddr, Arc<std::sync::atomic::AtomicU64>), Error> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let bytes = Arc::new(AtomicU64::new(0));
+    let counter = bytes.clone();
+    let app = axum::Router::new().route(
+        "/{*path}",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(body.len() as u64, Ordering::Relaxed);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((addr, bytes))
+}
+
+async fn bench_otlp() -> Result<(), Error> {
+    let down = "mysql://root@127.0.0.1:1/down";
+    let (sink, _) = otlp_sink().await?;
+    let sink = format!("http://{sink}");
+    let dead = "http://127.0.0.1:1";
+    let common = ["--drain-timeout", "1s", "--otlp-metrics-interval", "1h"];
+    let with = |endpoint: &str| {
+        let mut args = common.to_vec();
+        args.extend(["--otlp-endpoint", endpoint]);
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let args: [Vec<String>; 3] = [
+        common.iter().map(|s| s.to_string()).collect(),
+        with(&sink),
+        with(dead),
+    ];
+    let mut variants = Vec::new();
+    for a in &args {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        variants.push(Collector::spawn(down, &a).await?);
+    }
+    let names = ["export off", "export on", "export on, dead endpoint"];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut span_rates = Vec::new();
+    for round in 0..ROUNDS {
+        for (i, collector) in variants.iter().enumerate() {
+            const EXPORTED: &str = r#"collector_otlp_exported_total{signal="spans"}"#;
+            let before = if i == 1 {
+                collector.metric(EXPORTED).await?
+            } else {
+                0.0
+            };
+            let started = Instant::now();
+            rates[i].push(flood(collector.addr, &format!("otlp{round}"), 4, 100, 200).await?);
+            if i == 1 {
+                // Spans the endpoint accepted while ingest ran, plus what the exporter still
+                // had in hand after it: wait for it to go quiet (bounded).
+                let mut last = collector.metric(EXPORTED).await?;
+                for _ in 0..50 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let now = collector.metric(EXPORTED).await?;
+                    if now == last {
+                        break;
+                    }
+                    last = now;
+                }
+                span_rates.push((last - before) / started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let medians: Vec<f64> = rates.into_iter().map(median).collect();
+    for (i, collector) in variants.iter().enumerate().skip(1) {
+        let mut drops = Vec::new();
+        for sample in [
+            r#"collector_otlp_dropped_total{signal="events",reason="queue_full"}"#,
+            r#"collector_otlp_dropped_total{signal="spans",reason="queue_full"}"#,
+            r#"collector_otlp_dropped_total{signal="spans",reason="unreachable"}"#,
+            r#"collector_otlp_dropped_total{signal="spans",reason="timeout"}"#,
+        ] {
+            drops.push(format!(
+                "{} {}",
+                sample
+                    .split('{')
+                    .nth(1)
+                    .unwrap_or(sample)
+                    .trim_end_matches('}'),
+                collector.metric(sample).await.unwrap_or(0.0)
+            ));
+        }
+        let exported = collector
+            .metric(r#"collector_otlp_exported_total{signal="spans"}"#)
+            .await
+            .unwrap_or(0.0);
+        println!(
+            "  {}: {exported} spans exported; dropped: {}",
+            names[i],
+            drops.join(", ")
+        );
+    }
+    for collector in variants {
+        collector.stop()?;
+    }
+    println!(
+        "otlp, ingest over HTTP NDJSON, 200-event requests, database down (median of {ROUNDS}): export off {:.0} events/s, export on {:.0} events/s ({:.2}x), dead endpoint {:.0} events/s ({:.2}x); spans exported while ingesting: {:.0} spans/s (median)",
+        medians[0],
+        medians[1],
+        medians[1] / medians[0],
+        medians[2],
+        medians[2] / medians[0],
+        median(span_rates)
+    );
+    Ok(())
+}
+
 async fn bench_memory() -> Result<(), Error> {
     let budget_mib = 64u64;
     // Port 1 on loopback refuses connections: the database is down for the whole run.
@@ -388,6 +506,10 @@ async fn bench_memory() -> Result<(), Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "otlp") {
+        println!("== OTLP export cost on ingest ==");
+        return bench_otlp().await;
+    }
     let admin = MySqlPool::connect(ADMIN_URL)
         .await
         .map_err(|e| format!("MariaDB at 127.0.0.1:3306 is required: {e}"))?;
@@ -403,6 +525,8 @@ async fn main() -> Result<(), Error> {
         bench_ingest(&db_url).await?;
         println!("== spool cost on ingest ==");
         bench_spool().await?;
+        println!("== OTLP export cost on ingest ==");
+        bench_otlp().await?;
         println!("== memory under flood, database down ==");
         bench_memory().await
     }

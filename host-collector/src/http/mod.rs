@@ -1,5 +1,5 @@
 //! HTTP: the main listener's routes (`POST`/`GET /v1/logs`, `GET /v1/accounting`,
-//! `GET /health`), bearer auth, content-type and body-size checks, the concurrency cap and the
+//! `GET /v1/upstreams`, `GET /health`, the audit view under `/ui/`), bearer auth, content-type and body-size checks, the concurrency cap and the
 //! access log; plus the separate metrics listener.
 
 mod access_log;
@@ -44,6 +44,8 @@ pub struct HttpState {
     pub query_timeout: Duration,
     /// Port of the listener, for the access log.
     pub port: u16,
+    /// The gateway's health endpoint, proxied by `GET /v1/upstreams`.
+    pub gateway_health_url: Option<String>,
 }
 
 type Shared = State<Arc<HttpState>>;
@@ -56,8 +58,10 @@ pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/v1/logs", post(ingest).get(query))
         .route("/v1/accounting", get(accounting))
+        .route("/v1/upstreams", get(upstreams))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit))
         .route("/health", get(health))
+        .merge(crate::ui::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             access_log::access_log,
@@ -195,6 +199,31 @@ async fn accounting(State(state): Shared, headers: HeaderMap) -> Response {
         return auth::unauthorized();
     };
     with_user(Json(state.accounting.report()).into_response(), Some(user))
+}
+
+/// How long the audit view waits for the gateway's health answer.
+const UPSTREAMS_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn upstreams(State(state): Shared, headers: HeaderMap) -> Response {
+    let Some(user) = state.auth.check(&headers) else {
+        return auth::unauthorized();
+    };
+    let response = match &state.gateway_health_url {
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no gateway health endpoint configured (--gateway-health-url)",
+        ),
+        Some(url) => match crate::ui::upstreams::fetch(url, UPSTREAMS_TIMEOUT).await {
+            Ok((status, health)) => {
+                Json(json!({ "url": url, "status": status, "health": health })).into_response()
+            }
+            Err(e) => error(
+                StatusCode::BAD_GATEWAY,
+                format!("gateway health unavailable: {e}"),
+            ),
+        },
+    };
+    with_user(response, Some(user))
 }
 
 async fn health(State(state): Shared) -> Response {

@@ -52,6 +52,8 @@ pub struct LogQuery {
     pub event: Option<String>,
     pub tool_name: Option<String>,
     pub source: Option<String>,
+    /// The event's `mcp.outcome` (only `response` events have one).
+    pub outcome: Option<String>,
     /// Inclusive lower bound on event time.
     pub since: Option<NaiveDateTime>,
     /// Exclusive upper bound on event time.

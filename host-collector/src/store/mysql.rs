@@ -43,6 +43,7 @@ impl Backend for MySql {
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"]];
     const DELETE_OLD: &'static str =
         "DELETE FROM mcp_gateway_log WHERE created_at < ? ORDER BY created_at LIMIT ?";
+    const OUTCOME: &'static str = "JSON_UNQUOTE(JSON_EXTRACT(log, '$.\"mcp.outcome\"'))";
 
     fn rows_affected(result: &MySqlQueryResult) -> u64 {
         result.rows_affected()

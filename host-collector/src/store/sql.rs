@@ -32,6 +32,8 @@ pub trait Backend: Database {
     const MIGRATIONS: &'static [&'static [&'static str]];
     /// Deletes up to `?2` rows with `created_at < ?1`.
     const DELETE_OLD: &'static str;
+    /// The event's `mcp.outcome` as text, for the query API's outcome filter.
+    const OUTCOME: &'static str;
     fn rows_affected(result: &Self::QueryResult) -> u64;
 }
 
@@ -226,6 +228,10 @@ where
                 qb.push(format_args!(" AND {column} = "))
                     .push_bind(v.as_str());
             }
+        }
+        if let Some(outcome) = &q.outcome {
+            qb.push(format_args!(" AND {} = ", DB::OUTCOME))
+                .push_bind(outcome.as_str());
         }
         if let Some(since) = q.since {
             qb.push(" AND created_at >= ").push_bind(since);

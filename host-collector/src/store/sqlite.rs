@@ -45,6 +45,7 @@ impl Backend for Sqlite {
     // DELETE … LIMIT needs a compile-time option SQLite builds usually lack.
     const DELETE_OLD: &'static str = "DELETE FROM mcp_gateway_log WHERE id IN (
         SELECT id FROM mcp_gateway_log WHERE created_at < ? ORDER BY created_at LIMIT ?)";
+    const OUTCOME: &'static str = "json_extract(log, '$.\"mcp.outcome\"')";
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
