@@ -9,7 +9,8 @@
 //! * `fuel`: per workload of bench/workloads.json (the same requests and responses as the Envoy
 //!   benchmark), the fuel of one request lifecycle (request headers, body, response headers,
 //!   body, on_done/on_log/on_delete) and the fuel of shipping its events to the collector
-//!   (ticks, batch callouts and their responses), amortised per request at 1000 requests/s.
+//!   (ticks, batch callouts and their responses), amortised per request at 1000 requests/s;
+//!   and the host calls of one lifecycle by name (each crosses the wasm boundary).
 //! * `memory`: the linear memory of one VM while the collector is down (every batch callout
 //!   fails), against the event buffer cap `collector.buffer_bytes`, with the collector up as a
 //!   reference. Linear memory never shrinks, so the last sample is the peak.
@@ -131,8 +132,14 @@ fn fuel(wasm: &Path, w: &Workload, top_extra: &str) -> Result<Value> {
     let emitted_before = world.counter("mcp_filter_events_emitted").unwrap_or(0);
     let (mut per_request, mut shipping, mut callouts) = (Vec::new(), 0u64, 0usize);
     let mut phase_totals = [0u64; 5];
+    let mut hostcalls: BTreeMap<String, u64> = BTreeMap::new();
     for i in 0..MEASURED {
+        let calls_before = vm.hostcall_counts().clone();
         let (used, phases) = step(&mut vm, &mut n)?;
+        for (name, count) in vm.hostcall_counts() {
+            *hostcalls.entry(name.clone()).or_default() +=
+                count - calls_before.get(name).copied().unwrap_or(0);
+        }
         per_request.push(used);
         for (total, phase) in phase_totals.iter_mut().zip(phases) {
             *total += phase;
@@ -171,6 +178,12 @@ fn fuel(wasm: &Path, w: &Workload, top_extra: &str) -> Result<Value> {
             .zip(phase_totals)
             .map(|(name, total)| (name.to_string(), json!(total / MEASURED)))
             .collect::<serde_json::Map<String, Value>>(),
+        "lifecycle_hostcalls": hostcalls
+            .iter()
+            .filter(|(_, total)| **total > 0)
+            .map(|(k, total)| (k.clone(), json!(*total as f64 / MEASURED as f64)))
+            .collect::<serde_json::Map<String, Value>>(),
+        "lifecycle_hostcalls_total": hostcalls.values().sum::<u64>() as f64 / MEASURED as f64,
         "shipping_fuel_per_request": ship,
         "total_fuel_per_request": mean + ship,
         "batches": callouts,

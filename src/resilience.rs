@@ -4,13 +4,13 @@
 //! open, and the health report served by the filter. Pure: the store is injected.
 
 use crate::reply::{jsonrpc_error, LocalReply};
-use crate::upstream::shared::{self, SharedStore, StoreError, UpdateOutcome};
+use crate::upstream::shared::{self, AdmitDecision, SharedStore, StoreError, UpdateOutcome};
 use crate::upstream::{
-    Admission, CallResult, FailureKind, HealthSnapshot, Outcome, ProbeTicket, StateKind,
+    Admission, CallResult, FailureKind, HealthSnapshot, Outcome, Pending, ProbeTicket, StateKind,
     Transition, UpstreamConfig,
 };
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Shared-data key listing the instances that have a record, one per line.
@@ -40,15 +40,37 @@ pub struct UpstreamCounters {
     pub state: Option<i64>,
 }
 
+/// This VM's side of one tracked upstream: the key of its shared record, its counts for Envoy
+/// stats, and its results not merged into the record yet.
+#[derive(Debug, Clone, Default)]
+pub struct LocalUpstream {
+    key: String,
+    pub counters: UpstreamCounters,
+    pending: Pending,
+}
+
+impl LocalUpstream {
+    fn new(instance: &str) -> Self {
+        LocalUpstream {
+            key: shared::key_for(instance),
+            ..LocalUpstream::default()
+        }
+    }
+
+    /// Calls waiting for the next merge.
+    pub fn pending_calls(&self) -> u64 {
+        self.pending.calls()
+    }
+}
+
 /// What the VM offers for upstream tracking.
 pub struct UpstreamEnv<'a> {
     pub config: &'a UpstreamConfig,
     pub store: &'a dyn SharedStore,
     pub stats: &'a mut CasStats,
-    /// Instances this VM already saw registered (a cache of the shared registry).
-    pub registered: &'a mut BTreeSet<String>,
-    /// Keyed by registered instances only, so bounded like the registry.
-    pub counters: &'a mut BTreeMap<String, UpstreamCounters>,
+    /// The upstreams this VM saw registered (a cache of the shared registry, so bounded like
+    /// it), with this VM's state for each.
+    pub locals: &'a mut BTreeMap<String, LocalUpstream>,
     pub random: u64,
 }
 
@@ -93,7 +115,7 @@ impl UpstreamEnv<'_> {
     /// Makes sure `instance` has a record; false when the registry is full (or unavailable),
     /// so attacker-chosen ids can never create more than `max_instances` keys.
     fn register(&mut self, instance: &str) -> bool {
-        if self.registered.contains(instance) {
+        if self.locals.contains_key(instance) {
             return true;
         }
         for _ in 0..=self.config.cas_max_retries {
@@ -102,7 +124,8 @@ impl UpstreamEnv<'_> {
                 return false;
             };
             if names.iter().any(|n| n == instance) {
-                self.registered.insert(instance.to_string());
+                self.locals
+                    .insert(instance.to_string(), LocalUpstream::new(instance));
                 return true;
             }
             if names.len() >= self.config.max_instances {
@@ -115,7 +138,8 @@ impl UpstreamEnv<'_> {
                 .set(REGISTRY_KEY, names.join("\n").as_bytes(), cas)
             {
                 Ok(()) => {
-                    self.registered.insert(instance.to_string());
+                    self.locals
+                        .insert(instance.to_string(), LocalUpstream::new(instance));
                     return true;
                 }
                 Err(shared::SetError::CasMismatch) => self.stats.retries += 1,
@@ -129,17 +153,23 @@ impl UpstreamEnv<'_> {
         false
     }
 
-    /// Whether a request for `instance` may go upstream now.
+    /// Whether a request for `instance` may go upstream now. With the breaker off nothing is
+    /// read; otherwise one shared-data read decides the common cases (see [`shared::admit`]).
     pub fn admit(&mut self, instance: &str, now: SystemTime) -> Gate {
         if !self.register(instance) {
             return Gate::Untracked;
         }
-        let key = shared::key_for(instance);
-        let decision = shared::admit(&Store(self.store), &key, self.config, micros(now));
-        let counters = self.counters.entry(instance.to_string()).or_default();
+        let Some(local) = self.locals.get_mut(instance) else {
+            return Gate::Untracked;
+        };
+        let decision = if self.config.breaker.enabled {
+            shared::admit(&Store(self.store), &local.key, self.config, micros(now))
+        } else {
+            AdmitDecision::allow()
+        };
         match decision.admission {
-            Admission::Reject { .. } => counters.rejections += 1,
-            _ => counters.requests += 1,
+            Admission::Reject { .. } => local.counters.rejections += 1,
+            _ => local.counters.requests += 1,
         }
         self.stats.lost += u64::from(decision.lost);
         self.stats.store_failures += u64::from(decision.store_failed);
@@ -160,55 +190,65 @@ impl UpstreamEnv<'_> {
         }
     }
 
-    /// Records a finished call; returns the transition it caused, if this VM committed one.
+    /// Records a finished call. Results that cannot change the breaker's state wait for the
+    /// next merge ([`Pending`]); the others are written at once, together with what was
+    /// waiting. Returns the transition this VM committed, if any.
     pub fn record(
         &mut self,
         instance: &str,
         now: SystemTime,
         result: &CallResult,
     ) -> Option<Transition> {
+        let local = self.locals.get_mut(instance)?;
+        let now_us = micros(now);
         if let Outcome::Error(kind) = result.outcome {
             if self.config.breaker.counts(kind) {
-                self.counters
-                    .entry(instance.to_string())
-                    .or_default()
-                    .failures += 1;
+                local.counters.failures += 1;
             }
         }
-        let key = shared::key_for(instance);
+        if local.pending.add(&self.config.breaker, now_us, result) {
+            return None;
+        }
         let outcome = shared::record(
             &Store(self.store),
-            &key,
+            &local.key,
             self.config,
-            micros(now),
+            now_us,
             self.random,
+            &local.pending,
             result,
         );
-        match outcome {
-            UpdateOutcome::Committed {
-                value,
-                retries,
-                replaced_corrupt,
-                ..
-            } => {
-                self.stats.retries += u64::from(retries);
-                self.stats.corrupt_replaced += u64::from(replaced_corrupt);
-                value
+        let committed = tally(self.stats, outcome);
+        if committed.is_some() {
+            local.pending.clear();
+        } else {
+            // The result itself is dropped (counted); what was waiting stays for the tick.
+            self.stats.lost += 1;
+        }
+        committed.flatten()
+    }
+
+    /// Merges every upstream's waiting results into its record, one compare-and-swap each.
+    /// Called on the root context's tick; what fails to merge waits for the next one.
+    pub fn flush(&mut self, now: SystemTime) {
+        let now_us = micros(now);
+        for local in self.locals.values_mut() {
+            if local.pending.is_empty() {
+                continue;
             }
-            UpdateOutcome::Lost { retries } => {
-                self.stats.retries += u64::from(retries);
-                self.stats.lost += 1;
-                None
-            }
-            UpdateOutcome::StoreFailed => {
-                self.stats.store_failures += 1;
-                None
+            let outcome = shared::merge(
+                &Store(self.store),
+                &local.key,
+                self.config,
+                now_us,
+                &local.pending,
+            );
+            if tally(self.stats, outcome).is_some() {
+                local.pending.clear();
             }
         }
     }
-}
 
-impl UpstreamEnv<'_> {
     /// Remembers the breaker state a committed transition left `instance` in.
     pub fn note_state(&mut self, instance: &str, state: StateKind) {
         let value = match state {
@@ -216,7 +256,34 @@ impl UpstreamEnv<'_> {
             StateKind::HalfOpen => 1,
             StateKind::Open => 2,
         };
-        self.counters.entry(instance.to_string()).or_default().state = Some(value);
+        if let Some(local) = self.locals.get_mut(instance) {
+            local.counters.state = Some(value);
+        }
+    }
+}
+
+/// Counts an update's retries, replaced corrupt records and store failures; the committed
+/// value, or `None` when the update did not commit.
+fn tally<T>(stats: &mut CasStats, outcome: UpdateOutcome<T>) -> Option<T> {
+    match outcome {
+        UpdateOutcome::Committed {
+            value,
+            retries,
+            replaced_corrupt,
+            ..
+        } => {
+            stats.retries += u64::from(retries);
+            stats.corrupt_replaced += u64::from(replaced_corrupt);
+            Some(value)
+        }
+        UpdateOutcome::Lost { retries } => {
+            stats.retries += u64::from(retries);
+            None
+        }
+        UpdateOutcome::StoreFailed => {
+            stats.store_failures += 1;
+            None
+        }
     }
 }
 
@@ -353,15 +420,13 @@ mod tests {
         config: &'a UpstreamConfig,
         store: &'a MapStore,
         stats: &'a mut CasStats,
-        reg: &'a mut BTreeSet<String>,
-        counters: &'a mut BTreeMap<String, UpstreamCounters>,
+        locals: &'a mut BTreeMap<String, LocalUpstream>,
     ) -> UpstreamEnv<'a> {
         UpstreamEnv {
             config,
             store,
             stats,
-            registered: reg,
-            counters,
+            locals,
             random: 0,
         }
     }
@@ -373,9 +438,8 @@ mod tests {
             ..UpstreamConfig::default()
         };
         let store = MapStore::default();
-        let (mut stats, mut reg, mut counters) =
-            (CasStats::default(), BTreeSet::new(), BTreeMap::new());
-        let mut e = env(&config, &store, &mut stats, &mut reg, &mut counters);
+        let (mut stats, mut locals) = (CasStats::default(), BTreeMap::new());
+        let mut e = env(&config, &store, &mut stats, &mut locals);
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert!(matches!(e.admit("a", now), Gate::Pass { .. }));
         assert!(matches!(e.admit("b", now), Gate::Pass { .. }));
@@ -389,9 +453,8 @@ mod tests {
     fn breaker_opens_rejects_and_reports_health() {
         let config = UpstreamConfig::default();
         let store = MapStore::default();
-        let (mut stats, mut reg, mut counters) =
-            (CasStats::default(), BTreeSet::new(), BTreeMap::new());
-        let mut e = env(&config, &store, &mut stats, &mut reg, &mut counters);
+        let (mut stats, mut locals) = (CasStats::default(), BTreeMap::new());
+        let mut e = env(&config, &store, &mut stats, &mut locals);
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let fail = call_result(Outcome::Error(FailureKind::ConnectFailure), now, now, None);
         let mut transitions = Vec::new();
@@ -407,7 +470,7 @@ mod tests {
             } => assert_eq!(retry_after_secs, 30),
             other => panic!("expected a rejection, got {other:?}"),
         }
-        let counts = e.counters["a"];
+        let counts = e.locals["a"].counters;
         assert_eq!(
             (counts.requests, counts.failures, counts.rejections),
             (5, 5, 1)
@@ -479,5 +542,132 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&open_circuit_reply("demo", Some("\"7\""), 1).body).expect("json");
         assert_eq!(json["id"], "7", "a string id stays a string");
+    }
+
+    /// A store that counts reads and writes, to hold the fast path to its cost.
+    #[derive(Default)]
+    struct Counting {
+        inner: MapStore,
+        gets: std::cell::Cell<u32>,
+        sets: std::cell::Cell<u32>,
+    }
+
+    impl SharedStore for Counting {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            self.gets.set(self.gets.get() + 1);
+            self.inner.get(key)
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), shared::SetError> {
+            self.sets.set(self.sets.get() + 1);
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    fn record_of(store: &Counting, instance: &str) -> crate::upstream::UpstreamRecord {
+        shared::read(&Store(store), &shared::key_for(instance), 0).expect("read")
+    }
+
+    #[test]
+    fn a_successful_call_costs_one_read_and_merges_on_the_tick() {
+        let config = UpstreamConfig::default();
+        let store = Counting::default();
+        let (mut stats, mut locals) = (CasStats::default(), BTreeMap::new());
+        let mut e = UpstreamEnv {
+            config: &config,
+            store: &store,
+            stats: &mut stats,
+            locals: &mut locals,
+            random: 0,
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let ok = call_result(Outcome::Success, now, now + Duration::from_millis(4), None);
+        assert!(matches!(e.admit("a", now), Gate::Pass { .. }));
+        assert_eq!(e.record("a", now, &ok), None);
+        let (gets, sets) = (store.gets.get(), store.sets.get());
+        for _ in 0..10 {
+            assert!(matches!(e.admit("a", now), Gate::Pass { .. }));
+            assert_eq!(e.record("a", now, &ok), None);
+        }
+        assert_eq!(
+            (store.gets.get() - gets, store.sets.get() - sets),
+            (10, 0),
+            "one read per request, no write"
+        );
+        assert_eq!(record_of(&store, "a").successes(), 0, "not merged yet");
+        assert_eq!(e.locals["a"].pending_calls(), 11);
+        e.flush(now);
+        let merged = record_of(&store, "a");
+        assert_eq!(merged.successes(), 11);
+        assert_eq!(merged.latency().total(), 11);
+        assert_eq!(e.locals["a"].pending_calls(), 0);
+        let writes = store.sets.get();
+        e.flush(now);
+        assert_eq!(store.sets.get(), writes, "nothing waiting, nothing written");
+    }
+
+    #[test]
+    fn a_failure_writes_at_once_with_what_was_waiting() {
+        let config = UpstreamConfig::default();
+        let store = MapStore::default();
+        let (mut stats, mut locals) = (CasStats::default(), BTreeMap::new());
+        let mut e = env(&config, &store, &mut stats, &mut locals);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let fail = |at| call_result(Outcome::Error(FailureKind::Http5xx), at, at, None);
+        let ok = |at| call_result(Outcome::Success, at, at, None);
+        e.admit("a", t0);
+        e.record("a", t0, &fail(t0));
+        e.record("a", t0 + Duration::from_millis(1), &ok(t0));
+        e.record("a", t0 + Duration::from_millis(2), &fail(t0));
+        let r = shared::read(&Store(&store), &shared::key_for("a"), 0).expect("read");
+        assert_eq!((r.successes(), r.failures()), (1, 2));
+        assert_eq!(
+            r.consecutive_failures(),
+            1,
+            "the success between the failures reset the count"
+        );
+        assert_eq!(e.locals["a"].pending_calls(), 0);
+    }
+
+    #[test]
+    fn merged_successes_older_than_a_failure_do_not_reset_its_count() {
+        let config = UpstreamConfig::default();
+        let store = MapStore::default();
+        let (mut stats_a, mut locals_a) = (CasStats::default(), BTreeMap::new());
+        let (mut stats_b, mut locals_b) = (CasStats::default(), BTreeMap::new());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let later = t0 + Duration::from_millis(50);
+        let mut a = env(&config, &store, &mut stats_a, &mut locals_a);
+        a.admit("x", t0);
+        a.record("x", t0, &call_result(Outcome::Success, t0, t0, None));
+        let mut b = env(&config, &store, &mut stats_b, &mut locals_b);
+        b.admit("x", later);
+        let fail = call_result(Outcome::Error(FailureKind::Timeout), later, later, None);
+        b.record("x", later, &fail);
+        let mut a = env(&config, &store, &mut stats_a, &mut locals_a);
+        a.flush(later + Duration::from_millis(50));
+        let r = shared::read(&Store(&store), &shared::key_for("x"), 0).expect("read");
+        assert_eq!((r.successes(), r.failures()), (1, 1));
+        assert_eq!(r.consecutive_failures(), 1, "the success came first");
+    }
+
+    #[test]
+    fn breaker_off_admits_without_reading() {
+        let mut config = UpstreamConfig::default();
+        config.breaker.enabled = false;
+        let store = Counting::default();
+        let (mut stats, mut locals) = (CasStats::default(), BTreeMap::new());
+        let mut e = UpstreamEnv {
+            config: &config,
+            store: &store,
+            stats: &mut stats,
+            locals: &mut locals,
+            random: 0,
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        e.admit("a", now);
+        let gets = store.gets.get();
+        assert!(matches!(e.admit("a", now), Gate::Pass { .. }));
+        assert_eq!(store.gets.get(), gets);
     }
 }

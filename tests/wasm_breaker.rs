@@ -146,6 +146,11 @@ fn breaker_lifecycle_across_two_workers() {
     assert_eq!(closed["reason"], "probes_succeeded");
     good_call(&mut b, 7, &ok_result(7));
 
+    // A success cannot change the breaker's state, so b adds it up and merges it on its
+    // next tick (one CAS per tick instead of one per call): until then a's report lacks it.
+    let (_, before_tick) = health(&mut a);
+    assert_eq!(before_tick["upstreams"][0]["successes"], 1);
+    b.tick().expect("tick merges b's waiting results");
     let (status, report) = health(&mut a);
     assert_eq!(status, 200);
     let demo = &report["upstreams"][0];
@@ -186,35 +191,49 @@ fn jsonrpc_errors_and_tool_errors_do_not_trip_the_breaker() {
     assert_eq!(report["upstreams"][0]["state"], "closed");
 }
 
-/// Another worker writes between this worker's read and its CAS write, every time it reads:
-/// updates must be retried, never lost, and the counts stay exact.
+/// Another worker writes between this worker's read and its CAS write, every third time it
+/// reads: updates must be retried, never lost, and the counts stay exact. Failures write at
+/// once (with what the worker had waiting), successes are merged on ticks; both hit conflicts.
 #[test]
 fn interleaved_cas_conflicts_lose_no_update() {
+    let config = r#"{"upstream": {"breaker": {"failure_threshold": 1000}},
+                     "health_path": "/.well-known/mcp-gateway/health"}"#;
     let world = World::new();
-    let mut a = load(&world, CONFIG);
-    let mut b = load(&world, CONFIG);
+    let mut a = load(&world, config);
+    let mut b = load(&world, config);
     good_call(&mut a, 0, &ok_result(0)); // creates the record
     let conflicts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let injected = conflicts.clone();
     world.on_shared_data_get(move |world, key| {
-        // Every third read of the record is followed by a concurrent write (same bytes, new
-        // CAS): with two reads per call (admit, record) plus retries, it hits both kinds.
         if key == KEY && injected.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 3 == 0 {
             if let Some((value, _)) = world.shared_data(key) {
                 world.set_shared_data(key, value);
             }
         }
     });
-    for id in 1..=20 {
+    let (mut successes, mut failures) = (1, 0);
+    for id in 1..=40 {
         let vm = if id % 2 == 0 { &mut a } else { &mut b };
-        good_call(vm, id, &ok_result(id));
+        if id % 4 == 1 {
+            failing_call(vm, id);
+            failures += 1;
+        } else {
+            good_call(vm, id, &ok_result(id));
+            successes += 1;
+        }
+        if id % 10 == 0 {
+            a.tick().expect("tick");
+            b.tick().expect("tick");
+        }
     }
+    a.tick().expect("tick");
+    b.tick().expect("tick");
     world.clear_shared_data_hooks();
     let (_, report) = health(&mut a);
-    assert_eq!(
-        report["upstreams"][0]["successes"], 21,
-        "every success counted once"
-    );
+    let demo = &report["upstreams"][0];
+    assert_eq!(demo["successes"], successes, "every success counted once");
+    assert_eq!(demo["failures"], failures, "every failure counted once");
+    assert_eq!(demo["latency_samples"], successes + failures);
     a.tick().expect("tick");
     b.tick().expect("tick");
     let retries = world.counter("mcp_filter_cas_retries").unwrap_or(0);

@@ -5,10 +5,10 @@ use super::*;
 use crate::config::Config;
 use crate::events::emitter::tests::{capturing, SharedSink};
 use crate::pending::{PendingStats, SharedPending};
-use crate::resilience::{CasStats, UpstreamCounters, UpstreamEnv};
+use crate::resilience::{CasStats, LocalUpstream, UpstreamEnv};
 use crate::upstream::shared::MapStore;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -24,8 +24,7 @@ struct Harness {
     store: MapStore,
     pending: PendingStats,
     cas: CasStats,
-    registered: BTreeSet<String>,
-    counters: BTreeMap<String, UpstreamCounters>,
+    upstreams: BTreeMap<String, LocalUpstream>,
     now: SystemTime,
 }
 
@@ -44,8 +43,7 @@ impl Harness {
             store: MapStore::default(),
             pending: PendingStats::default(),
             cas: CasStats::default(),
-            registered: BTreeSet::new(),
-            counters: BTreeMap::new(),
+            upstreams: BTreeMap::new(),
             now: UNIX_EPOCH + Duration::from_secs(1_763_780_000),
         }
     }
@@ -55,8 +53,7 @@ impl Harness {
             config,
             store: &self.store,
             stats: &mut self.cas,
-            registered: &mut self.registered,
-            counters: &mut self.counters,
+            locals: &mut self.upstreams,
             random: 0,
         });
         Env {

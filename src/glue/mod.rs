@@ -15,7 +15,7 @@ use crate::exchange::{
 };
 use crate::pending::{PendingStats, SharedPending};
 use crate::redact::FingerprintCache;
-use crate::resilience::{self, CasStats, UpstreamCounters, UpstreamEnv};
+use crate::resilience::{self, CasStats, LocalUpstream, UpstreamCounters, UpstreamEnv};
 use crate::shipping::Answer;
 use crate::stats::{upstream_stat, Snapshot, StatKind, STATS};
 use crate::trace::IdGenerator;
@@ -25,7 +25,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,8 +48,7 @@ struct VmState {
     pending: PendingStats,
     internal_errors: u64,
     cas: CasStats,
-    registered: BTreeSet<String>,
-    upstream_counters: BTreeMap<String, UpstreamCounters>,
+    upstreams: BTreeMap<String, LocalUpstream>,
 }
 
 /// Envoy shared data: one store for all worker VMs, with compare-and-swap.
@@ -69,14 +68,20 @@ impl SharedStore for HostStore {
 }
 
 impl VmState {
+    /// Merges the upstreams' waiting results into shared data (one CAS per upstream).
+    fn flush_upstreams(&mut self, now: SystemTime) {
+        if let Some(mut upstream) = self.env().upstream {
+            upstream.flush(now);
+        }
+    }
+
     fn env(&mut self) -> Env<'_> {
         let ids = &mut self.ids;
         let upstream = self.config.upstream.as_ref().map(|config| UpstreamEnv {
             config,
             store: &HostStore,
             stats: &mut self.cas,
-            registered: &mut self.registered,
-            counters: &mut self.upstream_counters,
+            locals: &mut self.upstreams,
             random: ids.next_u64(),
         });
         Env {
@@ -157,8 +162,7 @@ fn new_vm_state(config: &Config) -> VmState {
         pending: PendingStats::default(),
         internal_errors: 0,
         cas: CasStats::default(),
-        registered: BTreeSet::new(),
-        upstream_counters: BTreeMap::new(),
+        upstreams: BTreeMap::new(),
     }
 }
 
@@ -278,7 +282,11 @@ impl Root {
     /// Per-upstream requests, failures, rejections (this VM's increments) and breaker state.
     fn report_upstream_stats(&mut self) {
         let counters = match self.state.borrow().as_ref() {
-            Some(vm) => vm.upstream_counters.clone(),
+            Some(vm) => vm
+                .upstreams
+                .iter()
+                .map(|(instance, local)| (instance.clone(), local.counters))
+                .collect::<Vec<_>>(),
             None => return,
         };
         for (instance, now) in counters {
@@ -356,6 +364,9 @@ impl Context for Root {
     /// last batch is answered. Anything the host will not dispatch is counted as dropped.
     fn on_done(&mut self) -> bool {
         self.draining = true;
+        if let Some(vm) = self.state.borrow_mut().as_mut() {
+            vm.flush_upstreams(now());
+        }
         let buffered = self.with_shipper(|shipper, _| {
             shipper.start_draining();
             shipper.buffered_events()
@@ -413,6 +424,9 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        if let Some(vm) = self.state.borrow_mut().as_mut() {
+            vm.flush_upstreams(now());
+        }
         self.flush();
         self.report_stats();
     }
@@ -456,14 +470,17 @@ struct Http {
     response_body: BodyCursor,
 }
 
-/// The filter's own health endpoint, when configured and asked for.
-fn health_endpoint(vm: &VmState, path: &str) -> Option<LocalReply> {
+/// The filter's own health endpoint, when configured and asked for. This VM's waiting
+/// results are merged first; other workers' merge on their next tick.
+fn health_endpoint(vm: &mut VmState, path: &str) -> Option<LocalReply> {
     let wanted = vm.config.health_path.as_deref()?;
     if crate::exchange::path_only(path) != wanted {
         return None;
     }
+    let now = now();
+    vm.flush_upstreams(now);
     let config = vm.config.upstream.as_ref()?;
-    Some(resilience::health_reply(config, &HostStore, now()))
+    Some(resilience::health_reply(config, &HostStore, now))
 }
 
 fn send_local_reply(reply: &LocalReply) -> Result<(), &'static str> {

@@ -108,7 +108,21 @@ impl LatencyHistogram {
             *c = c.saturating_add(1);
             self.total = self.total.saturating_add(1);
         }
-        if self.total >= HALVE_AT {
+        self.halve_while_full();
+    }
+
+    /// Adds another histogram's counts (a worker's pending samples), halving as
+    /// `record_us` would.
+    pub fn absorb(&mut self, other: &LatencyHistogram) {
+        for (c, o) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *c = c.saturating_add(*o);
+        }
+        self.total = self.total.saturating_add(other.total);
+        self.halve_while_full();
+    }
+
+    fn halve_while_full(&mut self) {
+        while self.total >= HALVE_AT {
             for c in self.counts.iter_mut() {
                 *c /= 2;
             }

@@ -6,8 +6,10 @@
 //!
 //! - [`config`]: the `upstream` config object, defaults and validation.
 //! - [`histogram`]: the fixed-memory latency histogram (failures and timeouts included).
-//! - [`record`]: the record and its pure state machine (`admit`, `record`, `snapshot`) and
-//!   binary encoding.
+//! - [`record`]: the record and its pure state machine (`admit`, `record`, `absorb`,
+//!   `snapshot`) and binary encoding.
+//! - [`pending`]: a worker's results that cannot change the breaker's state, added up and
+//!   merged by one CAS per tick instead of one per call.
 //! - [`shared`]: the CAS loop over an abstract store, and `admit`/`record`/`read` helpers the
 //!   glue calls with its shared-data implementation.
 //!
@@ -16,12 +18,14 @@
 
 pub mod config;
 pub mod histogram;
+pub mod pending;
 pub mod record;
 pub mod shared;
 
 pub use config::{BreakerConfig, ErrorRateConfig, FailureKind, UpstreamConfig};
+pub use pending::Pending;
 pub use record::{
-    Admission, CallResult, HealthSnapshot, Outcome, ProbeTicket, StateKind, Transition,
+    Admission, CallResult, HealthSnapshot, Outcome, Peek, ProbeTicket, StateKind, Transition,
     TransitionReason, UpstreamRecord,
 };
 pub use shared::{key_for, AdmitDecision, SetError, SharedStore, StoreError, UpdateOutcome};

@@ -21,6 +21,7 @@
 
 use crate::upstream::config::{BreakerConfig, FailureKind, UpstreamConfig, MAX_PROBES};
 use crate::upstream::histogram::{LatencyHistogram, BUCKETS};
+use crate::upstream::pending::Pending;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -138,6 +139,14 @@ impl Transition {
     }
 }
 
+/// The breaker state as [`UpstreamRecord::peek`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    Closed,
+    Open { until_us: u64 },
+    HalfOpen,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BreakerState {
     Closed {
@@ -192,9 +201,14 @@ impl ErrorWindow {
         self.buckets = [(0, 0); WINDOW_BUCKETS];
     }
 
-    fn add(&mut self, width_us: u64, now_us: u64, failed: bool) {
+    pub(crate) fn add(&mut self, width_us: u64, now_us: u64, failed: bool) {
         let width_us = width_us.max(1);
-        let index = now_us / width_us;
+        self.add_counts(width_us, now_us / width_us, 1, u32::from(failed));
+    }
+
+    /// Adds `calls` and `failures` to sub-window `index` (time / `width_us`).
+    fn add_counts(&mut self, width_us: u64, index: u64, calls: u32, failures: u32) {
+        let width_us = width_us.max(1);
         if width_us != self.width_us {
             // Reconfigured window: old sub-windows mean something else now.
             self.clear();
@@ -216,10 +230,25 @@ impl ErrorWindow {
         }
         // A slightly late clock from another worker still lands in its sub-window if kept.
         if self.head - index < WINDOW_BUCKETS as u64 {
-            if let Some((calls, failures)) = self.buckets.get_mut(slot_of(index)) {
-                *calls = calls.saturating_add(1);
-                if failed {
-                    *failures = failures.saturating_add(1);
+            if let Some((c, f)) = self.buckets.get_mut(slot_of(index)) {
+                *c = c.saturating_add(calls);
+                *f = f.saturating_add(failures);
+            }
+        }
+    }
+
+    /// Adds another window's sub-windows (a worker's pending calls) into this one.
+    fn absorb(&mut self, other: &ErrorWindow) {
+        if other.width_us == 0 {
+            return;
+        }
+        for k in (0..WINDOW_BUCKETS as u64).rev() {
+            let Some(index) = other.head.checked_sub(k) else {
+                continue;
+            };
+            if let Some(&(calls, failures)) = other.buckets.get(slot_of(index)) {
+                if calls > 0 || failures > 0 {
+                    self.add_counts(other.width_us, index, calls, failures);
                 }
             }
         }
@@ -266,11 +295,11 @@ fn ms_between(from_us: u64, to_us: u64) -> u64 {
 }
 
 /// Whole seconds until `at_us`, rounded up, at least 1 (a `Retry-After: 0` invites a storm).
-fn secs_until(now_us: u64, at_us: u64) -> u64 {
+pub(crate) fn secs_until(now_us: u64, at_us: u64) -> u64 {
     at_us.saturating_sub(now_us).div_ceil(1_000_000).max(1)
 }
 
-fn duration_us(d: Duration) -> u64 {
+pub(crate) fn duration_us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -391,6 +420,28 @@ impl UpstreamRecord {
         let earliest = probes.iter().flatten().min().copied().unwrap_or(now_us);
         Admission::Reject {
             retry_after_secs: secs_until(now_us, earliest.saturating_add(timeout_us)),
+        }
+    }
+
+    /// Merges a worker's pending results (successes and uncounted errors, see [`Pending`]):
+    /// health counters and latency always, the error window while closed, and the
+    /// consecutive-failure count reset if they are newer than the last failure. They cannot
+    /// change the breaker's state, so this never returns a transition.
+    pub fn absorb(&mut self, cfg: &BreakerConfig, pending: &Pending) {
+        if pending.is_empty() {
+            return;
+        }
+        self.successes = self.successes.saturating_add(pending.successes);
+        self.ignored_errors = self.ignored_errors.saturating_add(pending.ignored_errors);
+        self.latency.absorb(&pending.latency);
+        let newer = self
+            .last_failure
+            .is_none_or(|(_, at_us)| pending.latest_us >= at_us);
+        if newer {
+            self.consecutive_failures = 0;
+        }
+        if cfg.enabled && matches!(self.state, BreakerState::Closed { .. }) {
+            self.window.absorb(&pending.window);
         }
     }
 
@@ -758,6 +809,24 @@ impl UpstreamRecord {
             w.var(u64::from(*c));
         }
         w.0
+    }
+
+    /// The breaker state at the head of an encoded record, without decoding the rest: what
+    /// admission needs on every request. `None` when it is not a version-1 record.
+    pub fn peek(bytes: &[u8]) -> Option<Peek> {
+        let mut r = Reader { bytes };
+        if r.u8()? != ENCODING_VERSION {
+            return None;
+        }
+        match r.u8()? {
+            0 => Some(Peek::Closed),
+            1 => {
+                let _since_us = r.var()?;
+                Some(Peek::Open { until_us: r.var()? })
+            }
+            2 => Some(Peek::HalfOpen),
+            _ => None,
+        }
     }
 
     /// `None` for anything that is not a complete version-1 record.

@@ -9,7 +9,10 @@
 //! caller counts it), a host error is `StoreFailed`; neither ever traps.
 
 use crate::upstream::config::UpstreamConfig;
-use crate::upstream::record::{Admission, CallResult, Transition, UpstreamRecord};
+use crate::upstream::pending::Pending;
+use crate::upstream::record::{
+    secs_until, Admission, CallResult, Peek, Transition, UpstreamRecord,
+};
 
 /// The host could not read the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +83,9 @@ pub fn ensure(store: &impl SharedStore, key: &str, now_us: u64) -> Result<(), St
     }
 }
 
+/// What one `get` of a key returned: the value and its CAS token.
+pub type Fetched = (Option<Vec<u8>>, Option<u32>);
+
 /// Applies `f` to the record at `key` with compare-and-swap, retrying up to `max_retries`
 /// times on conflict. `f` runs on a fresh decode each attempt and must be pure; only the
 /// committing attempt's value is returned.
@@ -88,13 +94,34 @@ pub fn update<T>(
     key: &str,
     now_us: u64,
     max_retries: u32,
+    f: impl FnMut(&mut UpstreamRecord) -> T,
+) -> UpdateOutcome<T> {
+    match store.get(key) {
+        Ok(first) => update_from(store, key, first, now_us, max_retries, f),
+        Err(StoreError) => UpdateOutcome::StoreFailed,
+    }
+}
+
+/// [`update`] starting from a value already read (so a caller that looked first does not
+/// read twice).
+pub fn update_from<T>(
+    store: &impl SharedStore,
+    key: &str,
+    first: Fetched,
+    now_us: u64,
+    max_retries: u32,
     mut f: impl FnMut(&mut UpstreamRecord) -> T,
 ) -> UpdateOutcome<T> {
     let mut retries = 0u32;
     let mut created = false;
+    let mut fetched = Some(first);
     loop {
-        let Ok((stored, cas)) = store.get(key) else {
-            return UpdateOutcome::StoreFailed;
+        let (stored, cas) = match fetched.take() {
+            Some(first) => first,
+            None => match store.get(key) {
+                Ok(read) => read,
+                Err(StoreError) => return UpdateOutcome::StoreFailed,
+            },
         };
         let Some(stored) = stored else {
             // Missing key (see `ensure`): create an empty record without CAS, then apply the
@@ -115,7 +142,7 @@ pub fn update<T>(
         let value = f(&mut record);
         let encoded = record.encode();
         if !replaced_corrupt && encoded == stored {
-            // Nothing changed (the closed-breaker admit): no write, nothing to race.
+            // Nothing changed: no write, nothing to race.
             return UpdateOutcome::Committed {
                 value,
                 retries,
@@ -150,10 +177,27 @@ pub struct AdmitDecision {
     pub replaced_corrupt: bool,
 }
 
+impl AdmitDecision {
+    /// Go ahead, nothing to report.
+    pub fn allow() -> Self {
+        AdmitDecision {
+            admission: Admission::Allow,
+            transition: None,
+            lost: false,
+            store_failed: false,
+            replaced_corrupt: false,
+        }
+    }
+}
+
 /// Decides whether a request to the upstream at `key` may proceed.
 ///
-/// When the update is lost the breaker was open or half-open (a closed breaker writes
-/// nothing and cannot lose), and a probe slot could not be claimed safely, so the request is
+/// The common cases cost one read and no write: a closed breaker admits, an open one rejects
+/// until its reset time, both read from the head of the stored record ([`UpstreamRecord::peek`]).
+/// Only an open breaker whose time is up and a half-open one (taking a probe slot) need the
+/// compare-and-swap update, which starts from that same read.
+///
+/// When the update is lost a probe slot could not be claimed safely, so the request is
 /// rejected with `Retry-After: 1`, keeping the probe limit. When the store fails the breaker
 /// is unavailable and the request is allowed: a broken breaker must not take traffic down.
 pub fn admit(
@@ -162,16 +206,24 @@ pub fn admit(
     cfg: &UpstreamConfig,
     now_us: u64,
 ) -> AdmitDecision {
-    let outcome = update(store, key, now_us, cfg.cas_max_retries, |r| {
+    let mut decision = AdmitDecision::allow();
+    let Ok(first) = store.get(key) else {
+        decision.store_failed = true;
+        return decision;
+    };
+    match first.0.as_deref().and_then(UpstreamRecord::peek) {
+        Some(Peek::Closed) => return decision,
+        Some(Peek::Open { until_us }) if now_us < until_us => {
+            decision.admission = Admission::Reject {
+                retry_after_secs: secs_until(now_us, until_us),
+            };
+            return decision;
+        }
+        _ => {}
+    }
+    let outcome = update_from(store, key, first, now_us, cfg.cas_max_retries, |r| {
         r.admit(&cfg.breaker, now_us)
     });
-    let mut decision = AdmitDecision {
-        admission: Admission::Allow,
-        transition: None,
-        lost: false,
-        store_failed: false,
-        replaced_corrupt: false,
-    };
     match outcome {
         UpdateOutcome::Committed {
             value: (admission, transition),
@@ -193,7 +245,8 @@ pub fn admit(
     decision
 }
 
-/// Records the result of a call to the upstream at `key`; the committed value is the
+/// Records the result of a call to the upstream at `key`, after merging the worker's
+/// `pending` results (which must be cleared once this commits); the committed value is the
 /// transition to emit, if any.
 pub fn record(
     store: &impl SharedStore,
@@ -201,10 +254,26 @@ pub fn record(
     cfg: &UpstreamConfig,
     now_us: u64,
     random: u64,
+    pending: &Pending,
     result: &CallResult,
 ) -> UpdateOutcome<Option<Transition>> {
     update(store, key, now_us, cfg.cas_max_retries, |r| {
+        r.absorb(&cfg.breaker, pending);
         r.record(&cfg.breaker, now_us, random, result)
+    })
+}
+
+/// Merges a worker's `pending` results into the record at `key` (one CAS); clear them once
+/// this commits.
+pub fn merge(
+    store: &impl SharedStore,
+    key: &str,
+    cfg: &UpstreamConfig,
+    now_us: u64,
+    pending: &Pending,
+) -> UpdateOutcome<()> {
+    update(store, key, now_us, cfg.cas_max_retries, |r| {
+        r.absorb(&cfg.breaker, pending)
     })
 }
 

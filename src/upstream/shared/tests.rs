@@ -118,7 +118,7 @@ fn timeout() -> CallResult {
 
 /// Another worker records `result` directly (no interference of its own).
 fn other_writer(store: &MemStore, result: &CallResult) -> Option<Transition> {
-    record(store, KEY, &cfg(), T0, 0, result)
+    record(store, KEY, &cfg(), T0, 0, &Pending::default(), result)
         .value()
         .expect("the other writer commits")
 }
@@ -131,7 +131,7 @@ fn key_is_namespaced() {
 #[test]
 fn missing_key_is_created_then_updated_with_cas() {
     let store = MemStore::default();
-    let out = record(&store, KEY, &cfg(), T0, 0, &ok());
+    let out = record(&store, KEY, &cfg(), T0, 0, &Pending::default(), &ok());
     assert_eq!(
         out,
         UpdateOutcome::Committed {
@@ -184,7 +184,7 @@ fn conflicts_within_retries_lose_nothing() {
             other_writer(s, &ok());
         }
     });
-    let out = record(&view, KEY, &cfg(), T0, 0, &ok());
+    let out = record(&view, KEY, &cfg(), T0, 0, &Pending::default(), &ok());
     assert!(
         matches!(
             out,
@@ -213,7 +213,7 @@ fn conflicts_beyond_retries_are_lost_and_counted() {
     });
     let mut c = cfg();
     c.cas_max_retries = 3;
-    let out = record(&view, KEY, &c, T0, 0, &timeout());
+    let out = record(&view, KEY, &c, T0, 0, &Pending::default(), &timeout());
     assert_eq!(out, UpdateOutcome::Lost { retries: 3 });
     assert!(out.is_lost());
     let r = store.record();
@@ -295,7 +295,7 @@ fn a_retry_sees_the_interleaved_write() {
             other_writer(s, &ok());
         }
     });
-    let out = record(&view, KEY, &cfg(), T0, 0, &timeout());
+    let out = record(&view, KEY, &cfg(), T0, 0, &Pending::default(), &timeout());
     assert_eq!(out.clone().value(), Some(None));
     assert_eq!(store.record().state().kind(), StateKind::Closed);
     assert_eq!(store.record().consecutive_failures(), 1);
@@ -307,7 +307,7 @@ fn a_retry_sees_the_interleaved_write() {
             other_writer(s, &timeout());
         }
     });
-    let out = record(&view, KEY, &cfg(), T0, 0, &timeout());
+    let out = record(&view, KEY, &cfg(), T0, 0, &Pending::default(), &timeout());
     let t = out
         .value()
         .flatten()
@@ -360,13 +360,13 @@ fn lost_admission_rejects_and_store_failure_allows() {
     assert!(d.store_failed);
     assert_eq!(d.admission, Admission::Allow);
     assert_eq!(
-        record(&store, KEY, &cfg(), due, 0, &ok()),
+        record(&store, KEY, &cfg(), due, 0, &Pending::default(), &ok()),
         UpdateOutcome::StoreFailed
     );
     store.fail_get.set(false);
     store.fail_set.set(true);
     assert_eq!(
-        record(&store, KEY, &cfg(), due, 0, &ok()),
+        record(&store, KEY, &cfg(), due, 0, &Pending::default(), &ok()),
         UpdateOutcome::StoreFailed
     );
     assert!(read(&store, KEY, due).is_ok());
@@ -376,7 +376,7 @@ fn lost_admission_rejects_and_store_failure_allows() {
 fn corrupt_value_is_replaced_and_flagged() {
     let store = MemStore::default();
     store.set(KEY, b"garbage", None).expect("set");
-    let out = record(&store, KEY, &cfg(), T0, 0, &ok());
+    let out = record(&store, KEY, &cfg(), T0, 0, &Pending::default(), &ok());
     assert!(matches!(
         out,
         UpdateOutcome::Committed {
@@ -436,7 +436,7 @@ fn interleaved_workers_report_each_transition_exactly_once() {
             latency: Duration::from_millis(5),
             probe,
         };
-        match record(store, KEY, c, now, rand, &result) {
+        match record(store, KEY, c, now, rand, &Pending::default(), &result) {
             UpdateOutcome::Committed { value, .. } => {
                 sim.borrow_mut().committed_records += 1;
                 log(sim, value);
