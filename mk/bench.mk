@@ -4,7 +4,7 @@
 # clients, taskset (util-linux; without it the run is not pinned to CPUs, and says so), and
 # MariaDB on 127.0.0.1:3306 (root, no password; the bench creates and drops its own databases).
 #
-#   make bench                              # everything (about 9 minutes on 2 cores, builds aside)
+#   make bench                              # everything (about 12 minutes on 2 cores, builds aside)
 #   make bench BENCH_ARGS='--only fuel'     # one section: fuel, overhead, collector
 #   make bench BENCH_ARGS='--rounds 7'      # more rounds
 #   make bench BENCH_ARGS='--rounds 1 --seconds 1 --latency-seconds 1'   # a quick smoke run
