@@ -11,12 +11,12 @@ fn needs_escape(b: u8) -> bool {
 /// Whether any of the eight bytes of `word` needs escaping.
 #[cfg(test)]
 fn word_needs_escape(word: u64) -> bool {
-    crate::jsonrpc::run_end_mask(word) != 0
+    crate::bytes::run_end_mask(word) != 0
 }
 
 /// Appends `s` as the content of a JSON string (no quotes).
 pub fn push_escaped(buf: &mut Vec<u8>, s: &str) {
-    use crate::jsonrpc::{run_end_mask, word_at};
+    use crate::bytes::{run_end_mask, word_at};
     let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;

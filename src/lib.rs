@@ -4,6 +4,7 @@
 //! generator, testable natively); `glue` is the thin layer that implements the proxy-wasm
 //! traits and is the only place that talks to the host.
 
+pub mod bytes;
 pub mod config;
 pub mod events;
 pub mod exchange;

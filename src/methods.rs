@@ -1,133 +1,18 @@
-//! The MCP method catalogue: every method of the 2025-03-26, 2025-06-18, 2025-11-25 and
-//! 2026-07-28 revisions (plus 2024-11-05, which the legacy HTTP+SSE transport speaks), with the
-//! parameter that names its target (tool, prompt or resource) and the revisions that define it.
+//! The MCP method catalogue is the wire contract's (`mcp_contract::methods`: every method of
+//! the known revisions, its target parameter and the revisions that define it); this adds the
+//! hot path's lookup, which compares a word at a time.
 
-/// Protocol revisions this filter knows, oldest first.
-pub const KNOWN_PROTOCOL_VERSIONS: &[&str] = &[
-    "2024-11-05",
-    "2025-03-26",
-    "2025-06-18",
-    "2025-11-25",
-    "2026-07-28",
-];
+pub use mcp_contract::methods::{
+    is_known_protocol_version, MethodInfo, Target, KNOWN_PROTOCOL_VERSIONS, METHODS,
+    STATELESS_REVISION,
+};
 
-/// The stateless revision: no `initialize`, no `Mcp-Session-Id`.
-pub const STATELESS_REVISION: &str = "2026-07-28";
-
-pub fn is_known_protocol_version(v: &str) -> bool {
-    KNOWN_PROTOCOL_VERSIONS.contains(&v)
-}
-
-/// What a method's target parameter names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// `params.name` is a tool name (`gen_ai.tool.name`).
-    Tool,
-    /// `params.name` is a prompt name (`gen_ai.prompt.name`).
-    Prompt,
-    /// `params.uri` is a resource URI (`mcp.resource.uri`).
-    Resource,
-    /// `params.ref` is a prompt or resource reference (completion/complete).
-    Reference,
-    None,
-}
-
-/// Revision range of a method: first revision that has it, and the first that dropped it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MethodInfo {
-    pub name: &'static str,
-    pub target: Target,
-    /// `params.arguments` holds the call's arguments (captured when configured).
-    pub has_arguments: bool,
-    pub since: &'static str,
-    pub until: Option<&'static str>,
-}
-
-const fn m(name: &'static str, target: Target, since: &'static str) -> MethodInfo {
-    MethodInfo {
-        name,
-        target,
-        has_arguments: false,
-        since,
-        until: None,
-    }
-}
-
-const fn with_arguments(info: MethodInfo) -> MethodInfo {
-    MethodInfo {
-        has_arguments: true,
-        ..info
-    }
-}
-
-const fn dropped(name: &'static str, since: &'static str, until: &'static str) -> MethodInfo {
-    MethodInfo {
-        name,
-        target: Target::None,
-        has_arguments: false,
-        since,
-        until: Some(until),
-    }
-}
-
-const V2024: &str = "2024-11-05";
-const V0618: &str = "2025-06-18";
-const V1125: &str = "2025-11-25";
-const V2026: &str = "2026-07-28";
-
-/// Requests and notifications in both directions.
-pub const METHODS: &[MethodInfo] = &[
-    // Lifecycle.
-    dropped("initialize", V2024, V2026),
-    dropped("notifications/initialized", V2024, V2026),
-    m("server/discover", Target::None, V2026),
-    m("ping", Target::None, V2024),
-    // Server features.
-    m("tools/list", Target::None, V2024),
-    with_arguments(m("tools/call", Target::Tool, V2024)),
-    m("resources/list", Target::None, V2024),
-    m("resources/templates/list", Target::None, V2024),
-    m("resources/read", Target::Resource, V2024),
-    m("resources/subscribe", Target::Resource, V2024),
-    m("resources/unsubscribe", Target::Resource, V2024),
-    m("prompts/list", Target::None, V2024),
-    with_arguments(m("prompts/get", Target::Prompt, V2024)),
-    m("completion/complete", Target::Reference, V2024),
-    m("logging/setLevel", Target::None, V2024),
-    // Tasks (2025-11-25; an extension in 2026-07-28, same method names).
-    m("tasks/get", Target::None, V1125),
-    m("tasks/list", Target::None, V1125),
-    m("tasks/result", Target::None, V1125),
-    m("tasks/cancel", Target::None, V1125),
-    // Client features, requested by the server.
-    m("sampling/createMessage", Target::None, V2024),
-    m("roots/list", Target::None, V2024),
-    m("elicitation/create", Target::None, V0618),
-    // Notifications.
-    m("notifications/cancelled", Target::None, V2024),
-    m("notifications/progress", Target::None, V2024),
-    m("notifications/message", Target::None, V2024),
-    m("notifications/resources/updated", Target::Resource, V2024),
-    m("notifications/resources/list_changed", Target::None, V2024),
-    m("notifications/tools/list_changed", Target::None, V2024),
-    m("notifications/prompts/list_changed", Target::None, V2024),
-    m("notifications/roots/list_changed", Target::None, V2024),
-    m("notifications/elicitation/complete", Target::None, V1125),
-    m("notifications/tasks/status", Target::None, V1125),
-];
-
+/// The catalogue entry of `method`.
 pub fn lookup(method: &str) -> Option<&'static MethodInfo> {
     let method = method.as_bytes();
     METHODS
         .iter()
-        .find(|info| crate::jsonrpc::bytes_eq(info.name.as_bytes(), method))
-}
-
-impl MethodInfo {
-    /// Whether the method exists in the given revision (dates compare as strings).
-    pub fn in_revision(&self, version: &str) -> bool {
-        version >= self.since && self.until.is_none_or(|until| version < until)
-    }
+        .find(|info| crate::bytes::bytes_eq(info.name.as_bytes(), method))
 }
 
 #[cfg(test)]

@@ -1,26 +1,23 @@
-//! Keeping secrets out of events: credentials become fingerprints (`sha256:` + 12 hex) and
+//! Keeping secrets out of events: credentials become fingerprints (`sha256:` + 12 hex, the
+//! wire contract's format) and
 //! captured tool arguments have configured keys redacted and are capped in size. A VM sees
 //! the same few credentials over and over, so fingerprints are cached per VM (bounded, keyed
 //! by the whole header value, so no two credentials can share an entry).
 
 use crate::config::ArgumentCapture;
+use mcp_contract::fingerprint;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-/// Hex digits of SHA-256 kept in a fingerprint: enough to tell credentials apart in an audit,
-/// too few to be a usable hash for offline guessing of long tokens.
-const FINGERPRINT_HEX: usize = 12;
 
 pub const REDACTED: &str = "[REDACTED]";
 
-/// `sha256:` and 12 hex digits.
+/// `sha256:` and 12 hex digits (the wire contract's format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint([u8; 7 + FINGERPRINT_HEX]);
+pub struct Fingerprint([u8; fingerprint::LEN]);
 
 impl Fingerprint {
     pub fn as_str(&self) -> &str {
         // Built from ASCII only.
-        std::str::from_utf8(&self.0).unwrap_or("sha256:")
+        std::str::from_utf8(&self.0).unwrap_or(fingerprint::PREFIX)
     }
 
     /// The ASCII bytes, for writers that need no `str`.
@@ -29,33 +26,10 @@ impl Fingerprint {
     }
 }
 
-/// Fingerprints a credential header value. The auth scheme (`Bearer `, `Basic `) is dropped so
-/// one token has one fingerprint whichever header carried it.
+/// Fingerprints a credential header value under `salt` (the auth scheme dropped, so one
+/// token has one fingerprint whichever header carried it).
 pub fn fingerprint(header_value: &[u8], salt: &str) -> Fingerprint {
-    let credential = strip_scheme(header_value.trim_ascii());
-    let mut hasher = Sha256::new();
-    hasher.update(salt.as_bytes());
-    hasher.update(credential);
-    let digest = hasher.finalize();
-    let mut hex = Vec::with_capacity(2 * digest.len());
-    crate::trace::push_hex(&mut hex, &digest);
-    let mut out = *b"sha256:000000000000";
-    for (slot, digit) in out[7..].iter_mut().zip(hex) {
-        *slot = digit;
-    }
-    Fingerprint(out)
-}
-
-fn strip_scheme(value: &[u8]) -> &[u8] {
-    let Some(space) = value.iter().position(|&b| b == b' ') else {
-        return value;
-    };
-    let (scheme, rest) = value.split_at(space);
-    if !scheme.is_empty() && scheme.iter().all(u8::is_ascii_alphabetic) {
-        rest.trim_ascii_start()
-    } else {
-        value
-    }
+    Fingerprint(fingerprint::of_header_value(salt.as_bytes(), header_value))
 }
 
 /// Entries of the per-VM fingerprint cache (direct-mapped).
@@ -88,7 +62,7 @@ impl FingerprintCache {
         }
         let slot = fnv1a(header_value) as usize % CACHE_SLOTS;
         if let Some(Some((value, print))) = self.slots.get(slot) {
-            if crate::jsonrpc::bytes_eq(value, header_value) {
+            if crate::bytes::bytes_eq(value, header_value) {
                 return *print;
             }
         }
@@ -178,9 +152,10 @@ mod tests {
         assert!(!f.as_str().contains("secret"));
         assert_eq!(f, fingerprint(b"secret-token", ""));
         assert_eq!(f, fingerprint(b"  Bearer   secret-token ", ""));
-        // sha256("secret-token") starts with these digits.
-        let expected = crate::trace::to_hex(&Sha256::digest(b"secret-token"));
-        assert_eq!(f.as_str(), format!("sha256:{}", &expected[..12]));
+        assert_eq!(
+            f.as_bytes(),
+            mcp_contract::fingerprint::of_header_value(b"", b"secret-token")
+        );
         assert_ne!(f, fingerprint(b"Bearer secret-token", "salt"));
         assert_ne!(f, fingerprint(b"Bearer other-token", ""));
     }

@@ -7,7 +7,7 @@
 //! along in each batch's status record, so the collector sees loss that happened before it.
 //! Pure logic: the glue supplies time, randomness, the callout and its response.
 
-use crate::json::{push_string, push_u64};
+use mcp_contract::status::{DropReason, Status};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
@@ -368,21 +368,25 @@ impl Shipper {
         Some(&flight.batch.bytes)
     }
 
-    /// NDJSON status record with the cumulative counters.
+    /// NDJSON status record with the cumulative counters (the contract's writer).
     fn push_status(&self, buf: &mut Vec<u8>, now: SystemTime) {
-        buf.extend_from_slice(b"{\"kind\":\"status\",\"source\":");
-        push_string(buf, &self.source);
-        buf.extend_from_slice(b",\"ts\":");
-        push_string(buf, &humantime::format_rfc3339_micros(now).to_string());
-        buf.extend_from_slice(b",\"dropped\":{\"buffer_full\":");
-        push_u64(buf, self.drops.buffer_full);
-        buf.extend_from_slice(b",\"callout_failed\":");
-        push_u64(buf, self.drops.callout_failed);
-        buf.extend_from_slice(b",\"rejected_by_collector\":");
-        push_u64(buf, self.drops.rejected_by_collector);
-        buf.extend_from_slice(b"},\"emitted\":");
-        push_u64(buf, self.emitted);
-        buf.extend_from_slice(b"}\n");
+        let ts = humantime::format_rfc3339_micros(now).to_string();
+        let status = Status {
+            source: &self.source,
+            ts: &ts,
+            dropped: [
+                (DropReason::BufferFull, self.drops.buffer_full),
+                (DropReason::CalloutFailed, self.drops.callout_failed),
+                (
+                    DropReason::RejectedByCollector,
+                    self.drops.rejected_by_collector,
+                ),
+            ],
+            emitted: self.emitted,
+        };
+        let mut line = String::with_capacity(192);
+        status.write_line(&mut line);
+        buf.extend_from_slice(line.as_bytes());
     }
 
     /// The status record as a line (without its newline), for tests and diagnostics.

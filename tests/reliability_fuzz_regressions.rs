@@ -1,6 +1,9 @@
 //! Regression cases for the filter's pure parsers, from the fuzz targets in fuzz/ and the
 //! hostile-input suite: each input once crashed a target or is an edge the targets assert on.
 //! Plain `cargo test`, no nightly needed.
+// Tests fail loudly: unwrap, expect and panic are how they report (the workspace denies
+// them outside tests).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mcp_filter::jsonrpc::{parse_body, parse_message, Parsed};
 use mcp_filter::trace::TraceParent;

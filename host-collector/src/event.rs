@@ -8,42 +8,9 @@ use serde::{Deserialize, Serialize};
 /// many tiny events cannot hold much more memory than the budget says.
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Row>() + 160;
 
-/// Severity as stored in the `level` column (MCPCAN's integer levels).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Debug = 0,
-    Info = 1,
-    Warn = 2,
-    Error = 3,
-}
-
-impl Level {
-    pub fn parse(s: &str) -> Option<Level> {
-        match s {
-            "debug" => Some(Level::Debug),
-            "info" => Some(Level::Info),
-            "warn" => Some(Level::Warn),
-            "error" => Some(Level::Error),
-            _ => None,
-        }
-    }
-
-    pub fn from_code(code: i8) -> Option<Level> {
-        [Level::Debug, Level::Info, Level::Warn, Level::Error]
-            .into_iter()
-            .find(|l| *l as i8 == code)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        }
-    }
-}
+/// Severity, stored in the `level` column as its code (MCPCAN's integer levels): the wire
+/// contract's.
+pub use mcp_contract::Level;
 
 /// One event ready to be written: column values plus the whole event as JSON text.
 /// Serde is for the spool's on-disk records.

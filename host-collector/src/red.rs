@@ -11,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use mcp_contract::{methods, Outcome};
+
 use crate::ingest::wire::ResponseFields;
 use crate::ingest::{EventOutcome, IngestObserver, IngestedEvent};
 use crate::metrics::Labels;
@@ -30,70 +32,21 @@ pub const MAX_ERROR_TYPES: usize = 64;
 /// Longer label values are folded: they are not names but free text.
 const MAX_LABEL_CHARS: usize = 128;
 
-const METHODS: [&str; 32] = [
-    "initialize",
-    "ping",
-    "server/discover",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-    "logging/setLevel",
-    "tasks/get",
-    "tasks/list",
-    "tasks/result",
-    "tasks/cancel",
-    "sampling/createMessage",
-    "roots/list",
-    "elicitation/create",
-    "notifications/initialized",
-    "notifications/cancelled",
-    "notifications/progress",
-    "notifications/message",
-    "notifications/resources/updated",
-    "notifications/resources/list_changed",
-    "notifications/tools/list_changed",
-    "notifications/prompts/list_changed",
-    "notifications/roots/list_changed",
-    "notifications/elicitation/complete",
-    "notifications/tasks/status",
-];
-
-const OUTCOMES: [&str; 12] = [
-    "ok",
-    "jsonrpc_error",
-    "tool_error",
-    "accepted",
-    "http_error",
-    "rejected",
-    "canceled",
-    "upstream_error",
-    "upstream_interrupted",
-    "client_closed",
-    "not_inspected",
-    "no_response",
-];
-
-/// A method label: catalogue methods keep their name, missing is `""`, anything else folds.
+/// A method label: methods of the contract's catalogue keep their name, missing is `""`,
+/// anything else folds.
 pub fn fold_method(method: Option<&str>) -> &str {
-    fold_known(method, &METHODS)
+    fold_known(method, |m| methods::lookup(m).is_some())
 }
 
-/// An outcome label: the filter's outcomes keep their name, missing is `""`.
+/// An outcome label: the contract's outcomes keep their name, missing is `""`.
 pub fn fold_outcome(outcome: Option<&str>) -> &str {
-    fold_known(outcome, &OUTCOMES)
+    fold_known(outcome, |o| Outcome::parse(o).is_some())
 }
 
-fn fold_known<'a>(value: Option<&'a str>, known: &[&str]) -> &'a str {
+fn fold_known(value: Option<&str>, known: impl Fn(&str) -> bool) -> &str {
     match value {
         None => "",
-        Some(v) if known.contains(&v) => v,
+        Some(v) if known(v) => v,
         Some(_) => OTHER_LABEL,
     }
 }

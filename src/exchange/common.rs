@@ -5,10 +5,10 @@
 //! trace). All but the trace ids usually repeat from one exchange to the next on a worker,
 //! so that part is memoised per VM ([`TailMemo`]).
 
+use crate::bytes::bytes_eq;
 use crate::config::Config;
 use crate::events::keys;
 use crate::json::{push_escaped, push_label, push_string, push_trusted};
-use crate::jsonrpc::bytes_eq;
 use crate::redact::Fingerprint;
 use crate::trace::{push_hex, TraceContext, TraceOrigin, TraceParent};
 

@@ -3,8 +3,8 @@
 //! configured credential and instance headers (credentials by their configured priority).
 
 use super::Header;
+use crate::bytes::{bytes_eq, utf8};
 use crate::config::{Config, InstanceSource};
-use crate::jsonrpc::{bytes_eq, utf8};
 
 #[derive(Debug, Default)]
 pub struct RequestHeaders<'a> {

@@ -408,7 +408,7 @@ fn path_matches(path: &str, suffix: &str) -> bool {
 }
 
 fn is_json_content_type(value: &str) -> bool {
-    if crate::jsonrpc::bytes_eq(value.as_bytes(), b"application/json") {
+    if crate::bytes::bytes_eq(value.as_bytes(), b"application/json") {
         return true;
     }
     let value = value.as_bytes();

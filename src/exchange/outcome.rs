@@ -1,56 +1,18 @@
-//! What became of one request element (`mcp.outcome`) and the `error.type` that goes with it.
+//! What became of one request element (`mcp.outcome`, the wire contract's enum) and the
+//! `error.type` that goes with it.
 
 use crate::jsonrpc::{Kind, Message};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    JsonrpcError,
-    /// `result.isError` of a tool result.
-    ToolError,
-    /// A notification or response, answered 202.
-    Accepted,
-    HttpError,
-    /// Answered by this filter (validation, unknown instance, open breaker).
-    Rejected,
-    /// The client went away before the response.
-    Canceled,
-    /// The client closed an event stream (the normal end of a GET stream).
-    ClientClosed,
-    UpstreamError,
-    UpstreamInterrupted,
-    /// The response body was over the cap.
-    NotInspected,
-    NoResponse,
-}
+pub use mcp_contract::Outcome;
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::JsonrpcError => "jsonrpc_error",
-            Outcome::ToolError => "tool_error",
-            Outcome::Accepted => "accepted",
-            Outcome::HttpError => "http_error",
-            Outcome::Rejected => "rejected",
-            Outcome::Canceled => "canceled",
-            Outcome::ClientClosed => "client_closed",
-            Outcome::UpstreamError => "upstream_error",
-            Outcome::UpstreamInterrupted => "upstream_interrupted",
-            Outcome::NotInspected => "not_inspected",
-            Outcome::NoResponse => "no_response",
-        }
-    }
-
-    /// The outcome of a JSON-RPC response message.
-    pub fn of_message(message: &Message) -> Outcome {
-        if message.kind == Kind::Error {
-            Outcome::JsonrpcError
-        } else if message.is_error {
-            Outcome::ToolError
-        } else {
-            Outcome::Ok
-        }
+/// The outcome of a JSON-RPC response message.
+pub fn of_message(message: &Message) -> Outcome {
+    if message.kind == Kind::Error {
+        Outcome::JsonrpcError
+    } else if message.is_error {
+        Outcome::ToolError
+    } else {
+        Outcome::Ok
     }
 }
 
@@ -67,7 +29,7 @@ pub enum ErrorType {
 impl ErrorType {
     pub fn of(outcome: Outcome, status: Option<u32>) -> ErrorType {
         match outcome {
-            Outcome::Ok | Outcome::Accepted | Outcome::ClientClosed => ErrorType::None,
+            ok if ok.is_success() => ErrorType::None,
             Outcome::HttpError => status.map_or(ErrorType::None, ErrorType::Status),
             other => ErrorType::Outcome(other),
         }
@@ -81,8 +43,7 @@ mod tests {
 
     #[test]
     fn outcomes_of_messages_and_error_types() {
-        let outcome =
-            |json: &str| Outcome::of_message(&parse_message(json.as_bytes()).expect("valid"));
+        let outcome = |json: &str| of_message(&parse_message(json.as_bytes()).expect("valid"));
         assert_eq!(
             outcome(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
             Outcome::Ok

@@ -3,7 +3,7 @@
 //! and each answer is matched to its element when it arrives (per-message latency). Answers
 //! on a legacy HTTP+SSE stream belong to POSTs that other workers parked in shared data.
 
-use super::outcome::Outcome;
+use super::outcome::{of_message, Outcome};
 use super::{
     begin, is_json_content_type, micros, query_session, Env, EventStream, Exchange,
     ResponseBodyAction, ResponseHeaders, ResponseKind,
@@ -14,7 +14,7 @@ use crate::sse::{self, EndpointRewrite, SseEventRef, SseParser};
 
 /// Writes a response message's outcome fields.
 fn message_outcome(event: &mut Event, message: &Message) {
-    let outcome = Outcome::of_message(message);
+    let outcome = of_message(message);
     event.label(keys::OUTCOME, outcome.as_str());
     match (message.error_code, outcome) {
         (Some(code), _) => {
@@ -264,7 +264,7 @@ impl Exchange {
         }
         let elapsed = self.elapsed(env);
         let status = self.response.status;
-        let outcome = Outcome::of_message(message);
+        let outcome = of_message(message);
         if let Some(mut event) = begin(
             &mut self.common,
             env,
@@ -287,7 +287,7 @@ impl Exchange {
         let Some(pending) = env.pending.take(session, id.json()) else {
             return;
         };
-        let outcome = Outcome::of_message(message);
+        let outcome = of_message(message);
         let now = env.clock.now();
         let elapsed = micros(pending.started, now);
         if let Some(mut event) = env.events.begin(

@@ -560,8 +560,8 @@ impl Http {
         };
         let head = RequestHead {
             headers,
-            route_name: route_name.as_deref().and_then(crate::jsonrpc::utf8),
-            cluster_name: cluster_name.as_deref().and_then(crate::jsonrpc::utf8),
+            route_name: route_name.as_deref().and_then(crate::bytes::utf8),
+            cluster_name: cluster_name.as_deref().and_then(crate::bytes::utf8),
             end_of_stream,
         };
         let (exchange, action) = Exchange::on_request_headers(&head, &mut vm.env());

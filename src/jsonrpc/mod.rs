@@ -12,9 +12,9 @@
 pub mod reference;
 mod scan;
 
+use crate::bytes::bytes_eq;
 use crate::methods::{self, MethodInfo, Target};
 use scan::Scanner;
-pub use scan::{bytes_eq, run_end_mask, utf8, word_at};
 use std::borrow::Cow;
 
 /// Why a body (or one batch element) is not valid MCP over JSON-RPC 2.0.

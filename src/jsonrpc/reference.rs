@@ -1,6 +1,8 @@
 //! A slow, obviously-correct classifier on `serde_json::Value`, and the check that the
 //! scanner-based one agrees with it on a body: the oracle of the `jsonrpc_parse_body` fuzz
-//! target and of the unit tests. Only built for tests and fuzzing.
+//! target and of the unit tests. Only built for tests and fuzzing; it reports a disagreement
+//! by panicking, which is what a fuzz target or a test needs.
+#![allow(clippy::panic)]
 
 use super::{parse_body, Id, Invalid, JsonStr, Kind, Message, Parsed};
 use crate::methods::{self, Target};

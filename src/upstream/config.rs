@@ -177,7 +177,7 @@ impl BreakerConfig {
             .error_rate
             .as_ref()
             .map_or(DEFAULT_WINDOW_SECS, |e| e.window_secs);
-        (u64::from(secs) * 1_000_000 / crate::upstream::record::WINDOW_BUCKETS as u64).max(1)
+        (u64::from(secs) * 1_000_000 / crate::upstream::window::WINDOW_BUCKETS as u64).max(1)
     }
 }
 

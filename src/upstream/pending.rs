@@ -9,9 +9,10 @@
 //! most one tick, and an error rate computed by one worker misses up to one tick of the other
 //! workers' successes.
 
+use crate::upstream::call::{duration_us, CallResult, Outcome};
 use crate::upstream::config::BreakerConfig;
 use crate::upstream::histogram::LatencyHistogram;
-use crate::upstream::record::{duration_us, CallResult, ErrorWindow, Outcome};
+use crate::upstream::window::ErrorWindow;
 
 /// Results of one upstream waiting to be merged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,8 +62,8 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::call::ProbeTicket;
     use crate::upstream::config::FailureKind;
-    use crate::upstream::record::ProbeTicket;
     use std::time::Duration;
 
     fn result(outcome: Outcome) -> CallResult {

@@ -8,11 +8,10 @@
 //! Failure is bounded and quiet: after `max_retries` conflicts the update is `Lost` (the
 //! caller counts it), a host error is `StoreFailed`; neither ever traps.
 
+use crate::upstream::call::CallResult;
 use crate::upstream::config::UpstreamConfig;
 use crate::upstream::pending::Pending;
-use crate::upstream::record::{
-    secs_until, Admission, CallResult, Peek, Transition, UpstreamRecord,
-};
+use crate::upstream::record::{secs_until, Admission, Peek, Transition, UpstreamRecord};
 
 /// The host could not read the value.
 #[derive(Debug, Clone, PartialEq, Eq)]

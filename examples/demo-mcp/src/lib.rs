@@ -5,6 +5,9 @@
 //! share: the MCP tool/resource/prompt handler, the HTTP request recorder
 //! behind `GET /debug/requests`, the hand-written legacy SSE transport and the
 //! client scenarios.
+// Test infrastructure: a broken fixture should fail loudly, so unwrap, expect and panic are
+// allowed here (the workspace denies them in the product's crates).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod client;
 pub mod handler;

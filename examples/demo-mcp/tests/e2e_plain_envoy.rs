@@ -1,5 +1,8 @@
 //! Proves the demo peers and the e2e harness work through a plain Envoy
 //! (HTTP connection manager + router, no wasm filter).
+// Tests fail loudly: unwrap, expect and panic are how they report (the workspace denies
+// them outside tests).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;

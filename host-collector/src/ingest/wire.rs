@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, SubsecRound};
+use mcp_contract::fingerprint::{self, is_fingerprint};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::event::{Level, Row};
 
@@ -150,7 +150,7 @@ fn parse_event(wire: &WireLine, text: &str, received_at: NaiveDateTime) -> Resul
     let level = Level::parse(level_name)
         .ok_or_else(|| format!("level: {level_name:?} is not one of debug, info, warn, error"))?;
     let (token, refingerprinted) = match wire.token.as_deref() {
-        Some(t) if !is_fingerprint(t) => (Some(fingerprint(t)), true),
+        Some(t) if !is_fingerprint(t) => (Some(refingerprint_unsalted(t)), true),
         other => (other.map(str::to_string), false),
     };
     let log = if refingerprinted {
@@ -259,18 +259,13 @@ fn is_lower_hex(s: &str) -> bool {
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// `sha256:` followed by 12..=64 lowercase hex: what the filter is supposed to send.
-pub fn is_fingerprint(token: &str) -> bool {
-    token
-        .strip_prefix("sha256:")
-        .is_some_and(|h| (12..=64).contains(&h.len()) && is_lower_hex(h))
-}
-
-/// `sha256:` + the first 12 hex digits of SHA-256 of the credential.
-pub fn fingerprint(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+/// A `token` that is not a fingerprint (a filter that sent the credential itself) is
+/// replaced by the contract's fingerprint of it, unsalted: this collector does not know the
+/// filter's salt, so such a fingerprint identifies the credential but does not match the
+/// salted ones of the same credential.
+pub fn refingerprint_unsalted(token: &str) -> String {
+    let bytes = fingerprint::of_header_value(b"", token.as_bytes());
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Replaces the raw credential in the stored JSON as well (key order may change).
@@ -331,7 +326,7 @@ mod tests {
             panic!("expected an event");
         };
         assert!(refingerprinted);
-        let expected = fingerprint("Bearer super-secret");
+        let expected = refingerprint_unsalted("Bearer super-secret");
         assert_eq!(row.token.as_deref(), Some(expected.as_str()));
         assert!(!row.log.contains("super-secret"));
         assert!(row.log.contains(&expected));

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::upstream::config::ErrorRateConfig;
+use std::time::Duration;
 
 const SEC: u64 = 1_000_000;
 const MS: u64 = 1_000;

@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::trace::IdGenerator;
+use crate::upstream::call::{Outcome, ProbeTicket};
 use crate::upstream::config::FailureKind;
-use crate::upstream::record::{Outcome, ProbeTicket, StateKind};
+use crate::upstream::record::StateKind;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::Duration;

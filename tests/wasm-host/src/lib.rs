@@ -14,6 +14,9 @@
 //! stream.complete()?;
 //! # anyhow::Ok(())
 //! ```
+// Test infrastructure: a broken fixture should fail loudly, so unwrap, expect and panic are
+// allowed here (the workspace denies them in the product's crates).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod abi;
 mod cache;

@@ -1,5 +1,8 @@
 //! Drives the fixture filter (`fixture-filter/`) through the host's public API.
 //! The fixture is built for wasm32-wasip1 once per test run (see `fixture_wasm`).
+// Tests fail loudly: unwrap, expect and panic are how they report (the workspace denies
+// them outside tests).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proxy_wasm_test_host::{
     headers, Action, Direction, LogLevel, LogSource, StreamKind, Vm, VmOptions, World,

@@ -2,6 +2,9 @@
 //!
 //! `GET /sse` + `POST /message?sessionId=…`, plus `/healthz` and
 //! `/debug/requests` on the same listener.
+// Test infrastructure: a broken fixture should fail loudly, so unwrap, expect and panic are
+// allowed here (the workspace denies them in the product's crates).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 

@@ -5,6 +5,9 @@
 //! `/wasi`, `/upper`, `/close`; any other path just decorates headers and buffers the
 //! request body until end of stream. The plugin configuration is `key=value` lines:
 //! `fail=1` rejects the configuration, `tick_ms=N` sets the tick period.
+// Tests fail loudly: unwrap, expect and panic are how they report (the workspace denies
+// them outside tests).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use log::{info, warn};
 use proxy_wasm::hostcalls;
