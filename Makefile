@@ -34,7 +34,7 @@ test: build test-tools
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --target wasm32-wasip1 -p mcp-filter --lib -- -D warnings
+	cargo clippy --target wasm32-wasip1 -p mcp-filter -p mcp-filter-core -p mcp-contract --lib -- -D warnings
 
 ## run: collector + Envoy + filter + demo MCP servers on loopback; Ctrl-C stops everything
 run: wasm

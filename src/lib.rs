@@ -1,26 +1,11 @@
-//! MCP-aware proxy-wasm filter for Envoy.
+//! MCP-aware proxy-wasm filter for Envoy: this package is what Envoy loads.
 //!
-//! Pure logic lives in plain modules with no proxy-wasm calls (an injected clock and id
-//! generator, testable natively); `glue` is the thin layer that implements the proxy-wasm
-//! traits and is the only place that talks to the host.
+//! The logic is `mcp-filter-core` (re-exported here, so `mcp_filter::exchange` and the rest
+//! keep their paths), which does not depend on the proxy-wasm SDK: a host call outside
+//! [`glue`] does not compile. `glue` implements the SDK's root and HTTP context traits, reads
+//! headers, bodies and properties, and applies what the core decides.
 
-pub mod bytes;
-pub mod config;
-pub mod events;
-pub mod exchange;
-pub mod instance;
-pub mod json;
-pub mod jsonrpc;
-pub mod methods;
-pub mod pending;
-pub mod redact;
-pub mod reply;
-pub mod resilience;
-pub mod shipping;
-pub mod sse;
-pub mod stats;
-pub mod trace;
-pub mod upstream;
+pub use mcp_filter_core::*;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

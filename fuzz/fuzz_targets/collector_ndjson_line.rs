@@ -2,7 +2,8 @@
 //! panics, and what it accepts is storable: the `log` column is valid JSON, `seq` fits a signed
 //! 64-bit column, a token is only ever stored as a fingerprint.
 #![no_main]
-use host_collector::ingest::wire::{is_fingerprint, parse_line, Line};
+use host_collector::ingest::wire::{parse_line, Line};
+use mcp_contract::fingerprint::is_fingerprint;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Host glue: the only module that talks to the proxy-wasm host. It implements the SDK's root
 //! and HTTP context traits, reads headers, bodies and properties, and applies what
 //! `exchange::Exchange` decides. Failed host calls return errors (see [`host`]), which are
-//! counted and reported as `panic.recovered`, and the request passes untouched: the filter
+//! counted and reported as `host_call.failed`, and the request passes untouched: the filter
 //! never traps on traffic.
 
 mod host;
@@ -17,7 +17,7 @@ use crate::pending::{PendingStats, SharedPending};
 use crate::redact::FingerprintCache;
 use crate::resilience::{self, CasStats, LocalUpstream, UpstreamCounters, UpstreamEnv};
 use crate::shipping::Answer;
-use crate::stats::{upstream_stat, Snapshot, StatKind, STATS};
+use crate::stats::{upstream_stat, StatKind, StatValues, STATS};
 use crate::trace::IdGenerator;
 use crate::upstream::{SetError, SharedStore, StoreError};
 use host::HeaderMap;
@@ -120,7 +120,7 @@ struct Root {
     callout_headers: CalloutHeaders,
     /// Ids in the order of `STATS`; `None` where the host refused a definition.
     stat_ids: Vec<Option<u32>>,
-    reported: Snapshot,
+    reported: StatValues,
     /// Per-upstream stat ids and the counts last reported, by instance.
     upstream_stats: BTreeMap<String, ([Option<u32>; 4], UpstreamCounters)>,
     /// Envoy asked the VM to finish (`on_done`): ship what is left, then `proxy_done`.
@@ -241,7 +241,7 @@ impl Root {
         true
     }
 
-    fn snapshot(&self) -> Option<Snapshot> {
+    fn stat_values(&self) -> Option<StatValues> {
         let state = self.state.borrow();
         let vm = state.as_ref()?;
         let mut values = [0i64; STATS.len()];
@@ -262,11 +262,11 @@ impl Root {
             values[7] = s.buffered_bytes() as i64;
             values[8] = s.last_flush_latency.map_or(0, |d| d.as_millis() as i64);
         }
-        Some(Snapshot(values))
+        Some(StatValues(values))
     }
 
     fn report_stats(&mut self) {
-        let Some(current) = self.snapshot() else {
+        let Some(current) = self.stat_values() else {
             return;
         };
         for (index, delta) in current.deltas(&self.reported) {
@@ -504,7 +504,7 @@ impl Http {
     }
 
     /// A host call failed: count and report it, and let the stream go on untouched.
-    fn recovered(&mut self, what: &'static str) -> Action {
+    fn host_call_failed(&mut self, what: &'static str) -> Action {
         if let Some(vm) = self.state.borrow_mut().as_mut() {
             vm.internal_errors += 1;
         }
@@ -649,22 +649,22 @@ impl Context for Http {}
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.request_headers(end_of_stream)
-            .unwrap_or_else(|what| self.recovered(what))
+            .unwrap_or_else(|what| self.host_call_failed(what))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.request_body(body_size, end_of_stream)
-            .unwrap_or_else(|what| self.recovered(what))
+            .unwrap_or_else(|what| self.host_call_failed(what))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.response_headers(end_of_stream)
-            .unwrap_or_else(|what| self.recovered(what))
+            .unwrap_or_else(|what| self.host_call_failed(what))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.response_body(body_size, end_of_stream)
-            .unwrap_or_else(|what| self.recovered(what))
+            .unwrap_or_else(|what| self.host_call_failed(what))
     }
 
     fn on_log(&mut self) {

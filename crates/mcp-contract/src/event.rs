@@ -51,7 +51,7 @@ catalogue! {
     SseCancel => "sse.cancel", Info = "info";
     SseEof => "sse.eof", Info = "info";
     SseEndpointRewrite => "sse.endpoint.rewrite", Debug = "debug";
-    PanicRecovered => "panic.recovered", Error = "error";
+    HostCallFailed => "host_call.failed", Error = "error";
     RequestValidationFailed => "request.validation.failed", Warn = "warn";
     InstanceMissing => "instance.missing", Warn = "warn";
     ProtocolUnsupported => "protocol.unsupported", Warn = "warn";

@@ -387,7 +387,7 @@ impl Exchange {
     pub fn report_internal_error(&mut self, env: &mut Env, what: &'static str) {
         if let Some(mut event) = self.begin(
             env,
-            EventName::PanicRecovered,
+            EventName::HostCallFailed,
             Message::Text("internal error caught; request passed through"),
         ) {
             event.label(crate::events::keys::REASON, what);

@@ -36,16 +36,16 @@ pub const STATS: &[(&str, StatKind)] = &[
 
 /// One VM's values, in the order of `STATS`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Snapshot(pub [i64; STATS.len()]);
+pub struct StatValues(pub [i64; STATS.len()]);
 
 /// Per-upstream stat names: `mcp_filter_upstream.<instance>.<what>`.
 pub fn upstream_stat(instance: &str, what: &str) -> String {
     format!("mcp_filter_upstream.{instance}.{what}")
 }
 
-impl Snapshot {
+impl StatValues {
     /// `(index into STATS, increment)` for every value that changed since `previous`.
-    pub fn deltas(&self, previous: &Snapshot) -> Vec<(usize, i64)> {
+    pub fn deltas(&self, previous: &StatValues) -> Vec<(usize, i64)> {
         self.0
             .iter()
             .zip(previous.0.iter())
@@ -62,8 +62,8 @@ mod tests {
 
     #[test]
     fn deltas_report_changes_only_with_sign() {
-        let before = Snapshot([1, 0, 0, 0, 0, 0, 1, 500, 20, 0, 0, 0, 0, 0, 0]);
-        let after = Snapshot([4, 2, 0, 0, 0, 0, 0, 700, 20, 0, 0, 0, 0, 0, 3]);
+        let before = StatValues([1, 0, 0, 0, 0, 0, 1, 500, 20, 0, 0, 0, 0, 0, 0]);
+        let after = StatValues([4, 2, 0, 0, 0, 0, 0, 700, 20, 0, 0, 0, 0, 0, 3]);
         assert_eq!(
             after.deltas(&before),
             vec![(0, 3), (1, 2), (6, -1), (7, 200), (14, 3)]
