@@ -106,6 +106,11 @@ fn breaker_opens_fails_fast_and_recovers_through_envoy() {
     );
     let body = opened.json();
     assert_eq!(body["error"]["code"], -32003);
+    let echoed = opened.header("x-mcp-trace-id").unwrap_or_default();
+    assert!(
+        echoed.len() == 32 && echoed.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the breaker's 503 echoes the trace id: {echoed:?}"
+    );
     assert_eq!(body["id"], 100 + failures - 1, "the request's own id");
 
     // While open, calls are answered by the filter: the cluster sees no new attempts.

@@ -66,6 +66,18 @@ fn wait_for_events(envoy: &Envoy, done: impl Fn(&[Value]) -> bool) -> Vec<Value>
     .unwrap_or_else(|| panic!("events never complete; log:\n{}", envoy.log_text()))
 }
 
+/// The trace id a reply echoes in `x-mcp-trace-id` (32 hex digits).
+fn trace_echo(reply: &support::HttpResponse) -> String {
+    let echoed = reply
+        .header("x-mcp-trace-id")
+        .unwrap_or_else(|| panic!("no x-mcp-trace-id on the {} reply", reply.status));
+    assert!(
+        echoed.len() == 32 && echoed.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{echoed}"
+    );
+    echoed.to_string()
+}
+
 fn responses_for<'a>(events: &'a [Value], method: &str, tool: Option<&str>) -> Vec<&'a Value> {
     events
         .iter()
@@ -248,6 +260,7 @@ fn batch_and_rejections_through_envoy() {
     .expect("request");
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], -32700);
+    let rejected_trace = trace_echo(&reply);
     // Unknown instance: 404 with a JSON-RPC error.
     let reply = support::http_request(
         "POST",
@@ -258,6 +271,7 @@ fn batch_and_rejections_through_envoy() {
     .expect("request");
     assert_eq!(reply.status, 404);
     assert_eq!(reply.json()["error"]["code"], -32001);
+    let missing_trace = trace_echo(&reply);
     assert_eq!(
         server.requests().len(),
         before,
@@ -273,6 +287,15 @@ fn batch_and_rejections_through_envoy() {
         .iter()
         .find(|e| e["event"] == "instance.missing")
         .expect("event");
+    // Local replies echo the trace id of the events that record them.
+    assert_eq!(missing["trace_id"], missing_trace.as_str());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "request.validation.failed"
+                && e["trace_id"] == rejected_trace.as_str()),
+        "the 400's trace id {rejected_trace} is its validation event's"
+    );
     assert_eq!(missing["detail"], "evil");
 }
 
@@ -318,4 +341,51 @@ fn legacy_http_sse_through_envoy() {
         .requests()
         .iter()
         .any(|r| r["path"].as_str().unwrap_or("").starts_with("/message")));
+}
+
+#[test]
+fn tracestate_travels_with_its_traceparent_through_envoy() {
+    let server = DemoServer::start(DemoKind::Streamable {
+        json_response: true,
+        stateless: true,
+    });
+    let envoy = start_envoy(&server, 1);
+    let url = envoy.url("/mcp/demo/mcp");
+    let ping = |extra: &[(&str, &str)], meta: &str| {
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ];
+        headers.extend_from_slice(extra);
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{{meta}}}}}"#);
+        let before = server.requests().len();
+        let reply = support::http_request("POST", &url, &headers, Some(&body)).expect("POST");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let seen = server.requests();
+        assert_eq!(seen.len(), before + 1, "one request reached the server");
+        seen.last().cloned().expect("recorded")
+    };
+    let state = ("tracestate", "congo=t61rcWkgMzE");
+
+    let continued = ping(&[("traceparent", TRACEPARENT), state], "");
+    assert_eq!(continued["tracestate"], "congo=t61rcWkgMzE", "kept");
+    assert!(continued["traceparent"]
+        .as_str()
+        .is_some_and(|t| t.contains(TRACE_ID)));
+
+    let restarted = ping(&[("traceparent", "00-not-a-valid-parent-01"), state], "");
+    assert!(
+        restarted["tracestate"].is_null(),
+        "dropped with its invalid traceparent: {restarted}"
+    );
+    assert!(restarted["traceparent"]
+        .as_str()
+        .is_some_and(|t| t.len() == 55 && !t.contains(TRACE_ID)));
+
+    let meta = r#""_meta":{"traceparent":"00-11111111111111111111111111111111-2222222222222222-01","tracestate":"meta=1"}"#;
+    let adopted = ping(&[state], meta);
+    assert_eq!(adopted["tracestate"], "meta=1", "the _meta parent's own");
+    assert!(adopted["traceparent"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("00-11111111111111111111111111111111-")));
 }

@@ -129,6 +129,10 @@ pub fn replace_header(map: MapType, name: &str, value: &[u8]) -> Result<(), &'st
     }
 }
 
+pub fn remove_header(map: MapType, name: &str) -> Result<(), &'static str> {
+    proxy_wasm::hostcalls::set_map_value(map, name, None).map_err(|_| "remove_header_map_value")
+}
+
 pub fn add_header(map: MapType, name: &str, value: &[u8]) -> Result<(), &'static str> {
     // SAFETY: pointers and lengths describe live slices for the call.
     let status = unsafe {

@@ -11,7 +11,7 @@ use crate::events::{Events, LogSink};
 use crate::exchange::common::TailMemo;
 use crate::exchange::{
     BufferPool, Clock, Env, Exchange, LocalReply, RequestAction, RequestHead, RequestHeaders,
-    ResponseBodyAction, ResponseHeaders, StreamEnd,
+    ResponseBodyAction, ResponseHeaders, StreamEnd, TraceState,
 };
 use crate::pending::{PendingStats, SharedPending};
 use crate::redact::FingerprintCache;
@@ -514,8 +514,18 @@ impl Http {
 
     fn apply_request_action(&mut self, action: RequestAction) -> Result<Action, &'static str> {
         match action {
-            RequestAction::Forward(traceparent) => {
-                host::replace_header(MapType::HttpRequestHeaders, "traceparent", &traceparent)?;
+            RequestAction::Forward(trace) => {
+                let headers = MapType::HttpRequestHeaders;
+                host::replace_header(headers, "traceparent", &trace.traceparent)?;
+                match trace.tracestate {
+                    TraceState::Keep => {}
+                    TraceState::Remove => host::remove_header(headers, "tracestate")?,
+                    TraceState::FromMeta => {
+                        let state = self.exchange.as_ref().and_then(Exchange::meta_tracestate);
+                        let state = state.unwrap_or_default().as_bytes();
+                        host::replace_header(headers, "tracestate", state)?
+                    }
+                }
                 self.mirror_filter_state();
                 Ok(Action::Continue)
             }

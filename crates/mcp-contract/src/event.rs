@@ -64,6 +64,9 @@ catalogue! {
     CircuitHalfOpened => "circuit.half_opened", Warn = "warn";
     CircuitClosed => "circuit.closed", Info = "info";
     CircuitRejected => "circuit.rejected", Warn = "warn";
+    ServerRequest => "server.request", Info = "info";
+    ServerRequestAnswered => "server.request.answered", Info = "info";
+    ServerNotification => "server.notification", Info = "info";
 }
 
 impl EventName {
@@ -94,7 +97,7 @@ mod tests {
                 "the level spelled in the table is the level"
             );
         }
-        assert_eq!(EventName::ALL.len(), 22);
+        assert_eq!(EventName::ALL.len(), 25);
         assert_eq!(EventName::UpstreamError.level(), Level::Error);
         assert_eq!(EventName::DirectorBefore.level(), Level::Debug);
         assert_eq!(EventName::parse("nope"), None);

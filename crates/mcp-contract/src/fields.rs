@@ -42,6 +42,7 @@ fields! {
     TOKEN = "token";
     // Message fields.
     METHOD = "mcp.method.name";
+    DIRECTION = "mcp.direction";
     MESSAGE_KIND = "mcp.message.kind";
     TOOL_NAME = "gen_ai.tool.name";
     PROMPT_NAME = "gen_ai.prompt.name";

@@ -355,7 +355,7 @@ pub fn rewrite_endpoint(head: &[u8], prefix: &str) -> EndpointRewrite {
 }
 
 /// Path and query of an endpoint given as a path or an absolute http(s) URL.
-fn endpoint_path(endpoint: &str) -> Option<&str> {
+pub fn endpoint_path(endpoint: &str) -> Option<&str> {
     let valid =
         |p: &str| p.starts_with('/') && !p.starts_with("//") && !p.contains(char::is_whitespace);
     if valid(endpoint) {

@@ -5,9 +5,9 @@
 //! the SEP-2243 headers.
 
 use super::elements::Origin;
-use super::{begin, begin_at, Env, Exchange, LocalReply, Mirror};
+use super::{begin, begin_at, Env, Exchange, LocalReply, Mirror, TraceState};
 use crate::events::{keys, EventName, Message as EventMessage};
-use crate::jsonrpc::{self, Invalid, Message, Parsed};
+use crate::jsonrpc::{self, Invalid, Kind, Message, Parsed};
 use crate::redact;
 use crate::trace::{TraceContext, TraceOrigin, TraceParent};
 
@@ -67,6 +67,9 @@ impl Exchange {
             match slot {
                 Ok(message) => {
                     self.announce(message, element, env);
+                    if matches!(message.kind, Kind::Response | Kind::Error) {
+                        self.answer_server_request(message, env);
+                    }
                     element += 1;
                 }
                 Err(invalid) => {
@@ -154,6 +157,16 @@ impl Exchange {
         };
         let trace = TraceContext::continue_or_start(Some(parent), TraceOrigin::Meta, env.ids);
         self.common.set_trace(trace);
+        // The vendor state that came with this parent replaces a header one (whose header
+        // parent was absent); an invalid one is dropped like its parent would be.
+        if let Some(state) = message.meta_tracestate.map(|t| t.value()) {
+            self.request.tracestate = if is_valid_tracestate(&state) {
+                self.request.meta_tracestate = Some(state.into());
+                TraceState::FromMeta
+            } else {
+                TraceState::Remove
+            };
+        }
     }
 
     fn check_header_mismatch(&mut self, message: &Message, element: usize, env: &mut Env) {
@@ -196,4 +209,10 @@ fn slots<'p, 'a>(
             .enumerate()
             .map(|(i, r)| (i, r.as_ref().map_err(|e| *e))),
     )
+}
+
+/// A `tracestate` value a header can carry: at most 512 printable ASCII characters (W3C Trace
+/// Context's limit; list members are not checked one by one, the next hop does that).
+fn is_valid_tracestate(value: &str) -> bool {
+    !value.is_empty() && value.len() <= 512 && value.bytes().all(|b| (0x20..0x7f).contains(&b))
 }

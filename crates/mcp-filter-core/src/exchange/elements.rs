@@ -69,26 +69,7 @@ impl Elements {
         }
         let start = self.text.len();
         let buf = &mut self.text;
-        if let Some(method) = message.method {
-            json_str(buf, keys::METHOD, method);
-        }
-        push_label_field(buf, keys::MESSAGE_KIND, message.kind.as_str());
-        match message.target_kind() {
-            Target::Tool => opt_json_str(buf, keys::TOOL_NAME, message.name),
-            Target::Prompt => opt_json_str(buf, keys::PROMPT_NAME, message.name),
-            Target::Resource => opt_json_str(buf, keys::RESOURCE_URI, message.resource_uri),
-            Target::Reference => {
-                opt_json_str(buf, keys::PROMPT_NAME, message.name);
-                opt_json_str(buf, keys::RESOURCE_URI, message.resource_uri);
-            }
-            Target::None => {}
-        }
-        if let Some(id) = message.id {
-            match id {
-                Id::Str(s) => json_str(buf, keys::REQUEST_ID, s),
-                Id::Raw(text) => push_field(buf, keys::REQUEST_ID, text),
-            }
-        }
+        push_message_fields(buf, message);
         if let Some((size, index)) = origin.batch {
             number(buf, keys::BATCH_SIZE, size);
             number(buf, keys::BATCH_INDEX, index);
@@ -227,6 +208,30 @@ impl Elements {
             .enumerate()
             .filter(|(_, e)| !e.answered)
             .map(|(i, _)| i)
+    }
+}
+
+/// A message's own fields: method, kind, target, id (what its events say of it).
+pub(super) fn push_message_fields(buf: &mut Vec<u8>, message: &Message) {
+    if let Some(method) = message.method {
+        json_str(buf, keys::METHOD, method);
+    }
+    push_label_field(buf, keys::MESSAGE_KIND, message.kind.as_str());
+    match message.target_kind() {
+        Target::Tool => opt_json_str(buf, keys::TOOL_NAME, message.name),
+        Target::Prompt => opt_json_str(buf, keys::PROMPT_NAME, message.name),
+        Target::Resource => opt_json_str(buf, keys::RESOURCE_URI, message.resource_uri),
+        Target::Reference => {
+            opt_json_str(buf, keys::PROMPT_NAME, message.name);
+            opt_json_str(buf, keys::RESOURCE_URI, message.resource_uri);
+        }
+        Target::None => {}
+    }
+    if let Some(id) = message.id {
+        match id {
+            Id::Str(s) => json_str(buf, keys::REQUEST_ID, s),
+            Id::Raw(text) => push_field(buf, keys::REQUEST_ID, text),
+        }
     }
 }
 

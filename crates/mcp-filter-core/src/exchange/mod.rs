@@ -9,6 +9,8 @@
 //! - [`classify`]: turning the body (or the SEP-2243 headers) into elements;
 //! - [`response`]: the response head and body, JSON and SSE, and matching answers to
 //!   elements (here or, for the legacy transport, across workers);
+//! - [`server_requests`]: requests and notifications the server sends on a stream, and the
+//!   client's answers to them;
 //! - [`end`]: the stream's end (failure classification, the `response` of every element
 //!   still unanswered, the call's result for the upstream's breaker).
 //!
@@ -24,6 +26,7 @@ mod legacy;
 pub mod outcome;
 mod request;
 mod response;
+mod server_requests;
 
 use crate::config::Config;
 use crate::events::{Event, EventName, Events, Message};
@@ -127,13 +130,32 @@ pub struct RequestHead<'a> {
     pub end_of_stream: bool,
 }
 
-/// A `traceparent` header value to set on the request going upstream.
-pub type TraceHeader = [u8; 55];
+/// The trace context headers to set on the request going upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceHeaders {
+    /// The `traceparent` value: this hop's span.
+    pub traceparent: [u8; 55],
+    pub tracestate: TraceState,
+}
+
+/// What becomes of the request's `tracestate` header (W3C Trace Context: it belongs to the
+/// `traceparent` it came with).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TraceState {
+    /// Leave it as the client sent it (or absent): it goes with a continued `traceparent`.
+    #[default]
+    Keep,
+    /// Remove it: its `traceparent` was missing or invalid, so this is a new trace.
+    Remove,
+    /// Set it to [`Exchange::meta_tracestate`]: the parent came from `_meta` (SEP-414) with
+    /// its `_meta.tracestate` (kept out of the action, which the hot path moves around).
+    FromMeta,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestAction {
-    /// Forward the headers now, with `traceparent` set to this.
-    Forward(TraceHeader),
+    /// Forward the headers now, with these trace headers.
+    Forward(TraceHeaders),
     /// Nothing to change: let the stream go on.
     Continue,
     /// Hold the headers; the body decides.
@@ -202,6 +224,9 @@ struct RequestState {
     body: Capture,
     content_type_ok: bool,
     had_traceparent_header: bool,
+    tracestate: TraceState,
+    /// `_meta.tracestate` of an adopted `_meta` parent.
+    meta_tracestate: Option<Box<str>>,
     /// SEP-2243 `Mcp-Method` / `Mcp-Name`.
     header_method: Option<Box<str>>,
     header_name: Option<Box<str>>,

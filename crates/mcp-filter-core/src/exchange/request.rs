@@ -5,8 +5,9 @@
 use super::common::{Common, Transport};
 use super::elements::Elements;
 use super::{
-    begin, is_json_content_type, path_matches, query_session, Capture, Env, Exchange, LocalReply,
-    RequestAction, RequestHead, RequestPhase, RequestState, ResponseKind, ResponseState,
+    begin, is_json_content_type, path_matches, path_only, query_session, Capture, Env, Exchange,
+    LocalReply, RequestAction, RequestHead, RequestPhase, RequestState, ResponseKind,
+    ResponseState, TraceState,
 };
 use crate::config::{HoldPolicy, InstanceSource, MissingInstancePolicy, ValidationPolicy};
 use crate::events::{keys, EventName, Message};
@@ -25,10 +26,7 @@ impl Exchange {
         let (method, path) = (h.method, h.path);
         let incoming = h.traceparent.and_then(TraceParent::parse);
         let trace = TraceContext::continue_or_start(incoming, TraceOrigin::Header, env.ids);
-        let legacy_post_session = (method == "POST"
-            && path_matches(path, &env.config.sse_messages_path))
-        .then(|| query_session(path))
-        .flatten();
+        let legacy_post_session = legacy_post_session(method, path, env);
         let is_legacy_stream = method == "GET" && path_matches(path, "/sse");
         let transport = if legacy_post_session.is_some() || is_legacy_stream {
             Transport::Sse
@@ -37,7 +35,8 @@ impl Exchange {
         };
         let buffers = env.buffers.take();
         let mut common = Common::with_buffers(trace, method, path, transport, buffers.common);
-        if let Some(session) = h.session_id {
+        // A legacy session is named by the query of its message endpoint.
+        if let Some(session) = h.session_id.or(legacy_post_session) {
             common.set_session_id(session);
         }
         if let Some(version) = h.protocol_version {
@@ -54,6 +53,12 @@ impl Exchange {
                 body: Capture::default(),
                 content_type_ok: h.content_type.is_some_and(is_json_content_type),
                 had_traceparent_header: incoming.is_some(),
+                tracestate: if h.tracestate.is_some() && incoming.is_none() {
+                    TraceState::Remove
+                } else {
+                    TraceState::Keep
+                },
+                meta_tracestate: None,
                 header_method: h.mcp_method.map(Into::into),
                 header_name: h.mcp_name.map(Into::into),
                 legacy_post_session: legacy_post_session.map(Into::into),
@@ -206,8 +211,16 @@ impl Exchange {
     }
 
     /// The `traceparent` to set upstream: this hop's span in the exchange's trace.
-    pub(super) fn trace_header(&self) -> super::TraceHeader {
-        self.common.trace().header_bytes()
+    pub(super) fn trace_header(&self) -> super::TraceHeaders {
+        super::TraceHeaders {
+            traceparent: self.common.trace().header_bytes(),
+            tracestate: self.request.tracestate,
+        }
+    }
+
+    /// The `tracestate` to set when the trace headers say [`TraceState::FromMeta`].
+    pub fn meta_tracestate(&self) -> Option<&str> {
+        self.request.meta_tracestate.as_deref()
     }
 
     /// Feeds a request body chunk (only the bytes not seen before).
@@ -443,4 +456,17 @@ impl Exchange {
                 .str(keys::DETAIL, &unknown);
         }
     }
+}
+
+/// The session of a POST to a legacy message endpoint: a path the session's stream announced,
+/// or (for a session not learned, e.g. evicted) one ending in `sse_messages_path`. Streamable
+/// HTTP POSTs carry no session in their query, so they cost no shared-data read.
+fn legacy_post_session<'p>(method: &str, path: &'p str, env: &Env) -> Option<&'p str> {
+    if method != "POST" {
+        return None;
+    }
+    let session = query_session(path)?;
+    (path_matches(path, &env.config.sse_messages_path)
+        || env.pending.is_endpoint(session, path_only(path)))
+    .then_some(session)
 }

@@ -5,15 +5,15 @@
 
 use super::outcome::{of_message, Outcome};
 use super::{
-    begin, is_json_content_type, micros, query_session, Env, EventStream, Exchange,
-    ResponseBodyAction, ResponseHeaders, ResponseKind,
+    begin, is_json_content_type, micros, path_matches, path_only, query_session, Env, EventStream,
+    Exchange, ResponseBodyAction, ResponseHeaders, ResponseKind,
 };
 use crate::events::{keys, Event, EventName, Message as EventMessage};
 use crate::jsonrpc::{self, Id, Kind, Message};
 use crate::sse::{self, EndpointRewrite, SseEventRef, SseParser};
 
 /// Writes a response message's outcome fields.
-fn message_outcome(event: &mut Event, message: &Message) {
+pub(super) fn message_outcome(event: &mut Event, message: &Message) {
     let outcome = of_message(message);
     event.label(keys::OUTCOME, outcome.as_str());
     match (message.error_code, outcome) {
@@ -225,17 +225,21 @@ impl Exchange {
         env: &mut Env,
     ) {
         if event.event == b"endpoint" {
-            *legacy_session = std::str::from_utf8(event.data)
-                .ok()
-                .and_then(|data| query_session(data.trim()))
-                .map(Into::into);
+            *legacy_session = learn_endpoint(event.data, env);
             return;
         }
         if event.truncated || !event.is_message() {
             return;
         }
         if let Ok(message) = jsonrpc::parse_message(event.data) {
-            self.on_response_message(&message, legacy_session.as_deref(), env);
+            match message.kind {
+                Kind::Response | Kind::Error => {
+                    self.on_response_message(&message, legacy_session.as_deref(), env)
+                }
+                Kind::Request | Kind::Notification => {
+                    self.on_server_message(&message, legacy_session.as_deref(), env)
+                }
+            }
         }
     }
 
@@ -335,4 +339,15 @@ impl Exchange {
             _ => {}
         }
     }
+}
+
+/// The session a legacy stream's `endpoint` event announces; its path is remembered for the
+/// session's POSTs unless the configured suffix already recognises them.
+fn learn_endpoint(data: &[u8], env: &mut Env) -> Option<Box<str>> {
+    let endpoint = sse::endpoint_path(std::str::from_utf8(data).ok()?.trim())?;
+    let session = query_session(endpoint)?;
+    if !path_matches(endpoint, &env.config.sse_messages_path) {
+        env.pending.learn_endpoint(session, path_only(endpoint));
+    }
+    Some(session.into())
 }

@@ -154,10 +154,11 @@ fn a_post_is_held_until_its_body_is_classified_then_forwarded_with_the_trace() {
     assert_eq!(action, RequestAction::Hold);
     assert!(ex.wants_request_body());
     let action = ex.on_request_body(call(7, "echo").as_bytes(), true, &mut h.env());
-    let RequestAction::Forward(traceparent) = action else {
+    let RequestAction::Forward(headers) = action else {
         panic!("forwarded: {action:?}")
     };
-    let traceparent = String::from_utf8_lossy(&traceparent).into_owned();
+    assert_eq!(headers.tracestate, TraceState::Keep);
+    let traceparent = String::from_utf8_lossy(&headers.traceparent).into_owned();
     assert!(traceparent.starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
     assert!(!traceparent.contains("b7ad6b7169203331"), "a new span");
     assert!(!ex.wants_request_body());
@@ -287,10 +288,52 @@ fn meta_traceparent_becomes_the_parent_while_held() {
     else {
         panic!("forwarded")
     };
-    assert!(header.starts_with(b"00-11111111111111111111111111111111-"));
+    assert!(header
+        .traceparent
+        .starts_with(b"00-11111111111111111111111111111111-"));
     let request = &h.named("request")[0];
     assert_eq!(request["trace.origin"], "meta");
     assert_eq!(request["parent_span_id"], "2222222222222222");
+}
+
+#[test]
+fn tracestate_goes_with_its_traceparent() {
+    let forwarded = |headers: &[(&'static str, &'static str)], body: &str| {
+        let mut h = Harness::new("{}");
+        let (mut ex, _) = h.start(&post(headers), false);
+        match ex.on_request_body(body.as_bytes(), true, &mut h.env()) {
+            RequestAction::Forward(trace) => {
+                (trace.tracestate, ex.meta_tracestate().map(str::to_owned))
+            }
+            other => panic!("forwarded: {other:?}"),
+        }
+    };
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let state = ("tracestate", "vendor=abc");
+    assert_eq!(
+        forwarded(&[("traceparent", TRACEPARENT), state], ping),
+        (TraceState::Keep, None),
+        "a continued trace keeps the client's"
+    );
+    assert_eq!(
+        forwarded(&[("traceparent", "00-bad"), state], ping),
+        (TraceState::Remove, None),
+        "an invalid traceparent takes its tracestate with it"
+    );
+    assert_eq!(forwarded(&[state], ping), (TraceState::Remove, None));
+    let meta = r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"traceparent":"00-11111111111111111111111111111111-2222222222222222-01","tracestate":"m=1"}}}"#;
+    assert_eq!(
+        forwarded(&[state], meta),
+        (TraceState::FromMeta, Some("m=1".to_string())),
+        "the parent adopted from _meta brings its own"
+    );
+    let bad_meta = meta.replace("m=1", "m=\\u0001");
+    assert_eq!(forwarded(&[], &bad_meta), (TraceState::Remove, None));
+    assert_eq!(
+        forwarded(&[("traceparent", TRACEPARENT), state], meta),
+        (TraceState::Keep, None),
+        "a header parent wins over _meta"
+    );
 }
 
 #[test]
@@ -312,7 +355,7 @@ fn when_needed_a_post_goes_upstream_at_once_unless_the_policy_must_see_its_body(
     );
     assert_eq!(
         request["trace_id"].as_str().map(str::as_bytes),
-        header.get(3..35),
+        header.traceparent.get(3..35),
         "the event's trace is the one sent upstream"
     );
     let mut reject = Harness::new(r#"{"validation":"reject","hold_request":"when_needed"}"#);
@@ -349,6 +392,20 @@ fn an_open_breaker_holds_a_forwardable_request_to_answer_with_its_id() {
         h.named("response").last().expect("response")["mcp.outcome"],
         "rejected"
     );
+
+    // Classified from its SEP-2243 headers, a request would go upstream before its body:
+    // refused, it still waits for the body, and a string id that looks like a number stays
+    // a string.
+    let sep2243 = post(&[("mcp-method", "tools/call"), ("mcp-name", "x")]);
+    let (mut refused, action) = h.start(&sep2243, false);
+    assert_eq!(action, RequestAction::Hold, "refused: waits for the id");
+    let body = r#"{"jsonrpc":"2.0","id":"7","method":"tools/call","params":{"name":"x"}}"#;
+    let RequestAction::Reject(reply) = refused.on_request_body(body.as_bytes(), true, &mut h.env())
+    else {
+        panic!("answered locally")
+    };
+    let json: Value = serde_json::from_str(&reply.body).expect("JSON-RPC error");
+    assert_eq!(json["id"], Value::String("7".into()), "{}", reply.body);
 }
 
 // ---- response phase ----
@@ -510,6 +567,60 @@ fn a_legacy_answer_may_arrive_before_the_posts_202_and_an_error_is_answered_once
 }
 
 #[test]
+fn a_legacy_endpoint_is_recognised_by_the_path_its_server_announced() {
+    // The Python SDK announces `/messages/?session_id=…`, which no configured suffix matches.
+    let mut h = Harness::new(r#"{"instance":{"source":{"path_prefix":"/mcp/"},"allowed":["py"]}}"#);
+    let (mut get, _) = h.start(&[(":method", "GET"), (":path", "/mcp/py/sse")], true);
+    get.on_response_headers(&response(SSE), false, &mut h.env());
+    get.on_response_body(
+        b"event: endpoint\ndata: /messages/?session_id=ab12\n\n",
+        false,
+        &mut h.env(),
+    );
+    let (mut post, _) = h.start(
+        &[
+            (":method", "POST"),
+            (":path", "/mcp/py/messages/?session_id=ab12"),
+            ("content-type", "application/json"),
+        ],
+        false,
+    );
+    post.on_request_body(call(4, "echo").as_bytes(), true, &mut h.env());
+    h.advance(7);
+    get.on_response_body(
+        format!("event: message\ndata: {}\n\n", ok(4)).as_bytes(),
+        false,
+        &mut h.env(),
+    );
+    post.on_response_headers(&response(&[(":status", "202")]), true, &mut h.env());
+    h.end(&mut post, None);
+    let responses = h.named("response");
+    assert_eq!(responses.len(), 1, "answered once, on the stream");
+    assert_eq!(responses[0]["mcp.outcome"], "ok");
+    assert_eq!(responses[0]["mcp.transport"], "sse");
+    assert_eq!(responses[0]["duration_ms"], 7.0);
+    assert_eq!(responses[0]["url.path"], "/mcp/py/messages/");
+    assert_eq!(responses[0]["mcp.session.id"], "ab12");
+
+    // Another session's POST to the same path was never announced: not a legacy POST.
+    let (mut stranger, _) = h.start(
+        &[
+            (":method", "POST"),
+            (":path", "/mcp/py/messages/?session_id=ffff"),
+            ("content-type", "application/json"),
+        ],
+        false,
+    );
+    stranger.on_request_body(call(9, "echo").as_bytes(), true, &mut h.env());
+    assert_eq!(
+        h.named("request")
+            .last()
+            .map(|e| e["mcp.transport"].clone()),
+        Some(serde_json::json!("streamable_http"))
+    );
+}
+
+#[test]
 fn a_recycled_exchange_leaves_nothing_behind_in_the_next() {
     let mut h = Harness::new(r#"{"arguments":{"capture":true}}"#);
     let (mut first, _) = h.start(&post(&[("mcp-session-id", "first-session")]), false);
@@ -599,4 +710,54 @@ fn an_exchange_without_elements_still_gets_one_response() {
     );
     assert_eq!(responses[0]["mcp.outcome"], "http_error");
     assert_eq!(responses[0]["error.type"], "405");
+}
+
+// ---- server-to-client traffic ----
+
+#[test]
+fn server_requests_on_a_stream_are_audited_and_matched_to_the_clients_answer() {
+    let mut h = Harness::new("{}");
+    let session = ("mcp-session-id", "s1");
+    let (mut call_ex, _) = h.start(&post(&[session]), false);
+    call_ex.on_request_body(call(3, "summarise").as_bytes(), true, &mut h.env());
+    call_ex.on_response_headers(&response(SSE), false, &mut h.env());
+    let stream = concat!(
+        r#"data: {"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{"messages":[],"maxTokens":9}}"#,
+        "\n\n",
+        r#"data: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1}}"#,
+        "\n\n",
+    );
+    call_ex.on_response_body(stream.as_bytes(), false, &mut h.env());
+    let asked = &h.named("server.request")[0];
+    assert_eq!(asked["mcp.method.name"], "sampling/createMessage");
+    assert_eq!(asked["jsonrpc.request.id"], "0");
+    assert_eq!(asked["mcp.direction"], "server_to_client");
+    assert_eq!(asked["mcp.session.id"], "s1");
+    let progress = &h.named("server.notification")[0];
+    assert_eq!(progress["mcp.method.name"], "notifications/progress");
+    assert_eq!(progress["mcp.direction"], "server_to_client");
+
+    // The client answers in a POST of its own, 15 ms later (any worker: shared data).
+    h.advance(15);
+    let (mut answer, _) = h.start(&post(&[session]), false);
+    let body = r#"{"jsonrpc":"2.0","id":0,"result":{"role":"assistant","content":{"type":"text","text":"ok"}}}"#;
+    answer.on_request_body(body.as_bytes(), true, &mut h.env());
+    let answered = h.named("server.request.answered");
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0]["mcp.method.name"], "sampling/createMessage");
+    assert_eq!(answered[0]["mcp.outcome"], "ok");
+    assert_eq!(answered[0]["duration_ms"], 15.0);
+    assert_eq!(answered[0]["mcp.direction"], "server_to_client");
+    assert_eq!(
+        answered[0]["trace_id"], asked["trace_id"],
+        "the stream's trace"
+    );
+
+    // Answered once; another session's answer with the same id matches nothing, and a
+    // client request with id 0 is not a server request.
+    let (mut again, _) = h.start(&post(&[("mcp-session-id", "s2")]), false);
+    again.on_request_body(body.as_bytes(), true, &mut h.env());
+    let (mut repeat, _) = h.start(&post(&[session]), false);
+    repeat.on_request_body(body.as_bytes(), true, &mut h.env());
+    assert_eq!(h.named("server.request.answered").len(), 1);
 }

@@ -9,6 +9,11 @@
 //!
 //! A parked request is what its `response` event needs: the POST's rendered shared fields
 //! and the element's rendered message fields (see `exchange::common`), and its start time.
+//!
+//! The same ring (its own keys) holds each session's message endpoint as the server announced
+//! it ([`endpoints`]), so a POST is recognised by the path the server chose.
+
+mod endpoints;
 
 use crate::upstream::{SetError, SharedStore};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -54,10 +59,14 @@ fn entry_key(session: &str, id: &str) -> Vec<u8> {
 
 /// FNV-1a: a stable spread of keys over slots (not a defence: slots only bound memory).
 fn slot_of(key: &[u8], slots: usize) -> String {
+    slot_under(KEY_PREFIX, key, slots)
+}
+
+fn slot_under(prefix: &str, key: &[u8], slots: usize) -> String {
     let hash = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    format!("{KEY_PREFIX}{}", hash % slots.max(1) as u64)
+    format!("{prefix}{}", hash % slots.max(1) as u64)
 }
 
 impl SharedPending<'_> {
