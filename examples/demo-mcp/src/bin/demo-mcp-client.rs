@@ -21,6 +21,8 @@ enum Scenario {
     Batch,
     /// The legacy HTTP+SSE transport; `--url` points at `/sse`.
     SseLegacy,
+    /// The steps of the SDK interop matrix (see `scenarios::interop`).
+    Interop,
 }
 
 #[derive(Parser, Debug)]
@@ -57,6 +59,7 @@ async fn run(args: &Args, target: &Target) -> Summary {
         Scenario::Traffic => scenarios::traffic(target, args.count).await,
         Scenario::Batch => raw::batch(target).await,
         Scenario::SseLegacy => legacy::sse_legacy(target).await,
+        Scenario::Interop => scenarios::interop(target).await,
     }
 }
 

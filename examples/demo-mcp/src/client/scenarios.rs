@@ -248,6 +248,63 @@ pub async fn all(target: &Target) -> Summary {
     summary
 }
 
+/// `interop`: the steps every SDK pair runs in the interop matrix (the Python peer's
+/// `client.py` runs the same ones): tools/list, a tool that answers, one that reports
+/// `isError`, an unknown tool, resources/read, prompts/get and a notification. A step passes
+/// when it got an answer; the matrix test checks what the gateway recorded of each.
+pub async fn interop(target: &Target) -> Summary {
+    let mut summary = Summary::new("interop");
+    let Some(s) = Session::open(target, &mut summary).await else {
+        return summary;
+    };
+    let sum = &mut summary;
+    let tools = s.client.list_tools(None).await;
+    s.record(sum, "tools/list", "tools/list", tools, |v| {
+        names(v, "tools").contains(&"echo".to_string())
+    });
+    s.echo(sum, "tools/call echo", ECHO_TEXT).await;
+    let tool_error = s.call_tool("tool_error", json!({})).await;
+    s.record(
+        sum,
+        "tools/call tool_error",
+        "tools/call",
+        tool_error,
+        |v| v["isError"] == json!(true),
+    );
+    let unknown = s.call_tool("no_such_tool", json!({})).await;
+    let request_id = s.http.wire.last_id("tools/call");
+    let detail = match unknown {
+        Ok(v) => json!({ "result": v }),
+        Err(ServiceError::McpError(e)) => json!({ "code": e.code.0, "message": e.message }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    sum.push("tools/call no_such_tool", true, request_id, detail);
+    let read = s
+        .client
+        .read_resource(ReadResourceRequestParams::new(README_URI))
+        .await;
+    s.record(sum, "resources/read", "resources/read", read, |v| {
+        v["contents"][0]["text"] == README_TEXT
+    });
+    let greet =
+        GetPromptRequestParams::new("greet").with_arguments(object(json!({ "name": "Ada" })));
+    let prompt = s.client.get_prompt(greet).await;
+    s.record(sum, "prompts/get greet", "prompts/get", prompt, |v| {
+        v["messages"][0]["content"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Ada"))
+    });
+    let notified = s.client.notify_roots_list_changed().await;
+    sum.push(
+        "notifications/roots/list_changed",
+        notified.is_ok(),
+        None,
+        json!({ "sent": notified.is_ok() }),
+    );
+    s.close(&mut summary).await;
+    summary
+}
+
 /// `traffic`: `count` echo calls on one session.
 pub async fn traffic(target: &Target, count: u32) -> Summary {
     let mut summary = Summary::new("traffic");
