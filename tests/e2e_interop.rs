@@ -214,6 +214,7 @@ struct Row {
     trace_id: String,
     token: String,
     session: String,
+    version: String,
 }
 
 fn rows(db: &Database, instance: &str) -> Vec<Row> {
@@ -221,7 +222,7 @@ fn rows(db: &Database, instance: &str) -> Vec<Row> {
     let field = |key: &str| format!("IFNULL({}, '')", value(key));
     let sql = format!(
         "SELECT event, IFNULL(mcp_method, ''), IFNULL(COALESCE(tool_name, {resource}, {prompt}), ''), \
-         {outcome}, {error}, {duration}, IFNULL(trace_id, ''), IFNULL(token, ''), {session} \
+         {outcome}, {error}, {duration}, IFNULL(trace_id, ''), IFNULL(token, ''), {session}, {version} \
          FROM mcp_gateway_log WHERE instance_id = '{instance}' AND event IN ('request', 'response') \
          ORDER BY id",
         resource = value("mcp.resource.uri"),
@@ -230,13 +231,14 @@ fn rows(db: &Database, instance: &str) -> Vec<Row> {
         error = field("error.type"),
         duration = field("duration_ms"),
         session = field("mcp.session.id"),
+        version = field("mcp.protocol.version"),
     );
     db.query(&sql)
         .lines()
         .map(|line| {
-            // The client trims a trailing empty column: pad to the nine selected.
+            // The client trims trailing empty columns: pad to the ten selected.
             let mut f: Vec<&str> = line.split('\t').collect();
-            f.resize(9, "");
+            f.resize(10, "");
             Row {
                 event: f[0].into(),
                 method: f[1].into(),
@@ -247,6 +249,7 @@ fn rows(db: &Database, instance: &str) -> Vec<Row> {
                 trace_id: f[6].into(),
                 token: f[7].into(),
                 session: f[8].into(),
+                version: f[9].into(),
             }
         })
         .collect()
@@ -550,4 +553,68 @@ fn server_requests_are_audited_and_matched_to_the_clients_answers() {
             "{pair}: direction on every server event:\n{rows}"
         );
     }
+}
+
+#[test]
+fn the_2026_07_28_revision_is_recorded_per_request() {
+    // The Python SDK in its default mode probes `server/discover` and, with a server that
+    // speaks 2026-07-28, uses it: no handshake, no session, the version and capabilities in
+    // every request's `_meta`, `Mcp-Method` / `Mcp-Name` headers on every POST.
+    let servers = [Server {
+        sdk: Sdk::Python,
+        transport: Transport::StreamableSse,
+    }];
+    let pairs = vec![("modern-py".to_string(), servers[0], Sdk::Python)];
+    let running: Vec<Running> = servers.iter().map(|&s| start(s)).collect();
+    let gateway = Gateway::start(&pairs, &servers, &running);
+    let url = gateway.envoy.url("/mcp/modern-py/mcp");
+    let summary = run_client(Sdk::Python, servers[0], &url, "modern");
+    assert_eq!(
+        step(&summary, "server/discover")["detail"]["protocolVersion"],
+        "2026-07-28"
+    );
+    let expected = [
+        ("server/discover", "", "ok"),
+        ("tools/list", "", "ok"),
+        ("tools/call", "echo", "ok"),
+        ("tools/call", "tool_error", "tool_error"),
+        ("resources/read", "demo://readme", "ok"),
+        ("prompts/get", "greet", "ok"),
+    ];
+    let stored = wait_until(Duration::from_secs(30), POLL, || {
+        let stored = rows(&gateway.db, "modern-py");
+        expected
+            .iter()
+            .all(|(method, target, _)| {
+                stored
+                    .iter()
+                    .any(|r| r.event == "response" && r.method == *method && r.target == *target)
+            })
+            .then_some(stored)
+    })
+    .unwrap_or_else(|| panic!("rows never complete: {:#?}", rows(&gateway.db, "modern-py")));
+    for (method, target, outcome) in expected {
+        let row = stored
+            .iter()
+            .find(|r| r.event == "response" && r.method == method && r.target == target)
+            .expect("found above");
+        assert_eq!(row.outcome, outcome, "{method} {target}");
+        assert!(row.duration_ms.is_some(), "{row:?}");
+    }
+    for row in &stored {
+        assert!(row.session.is_empty(), "no sessions in 2026-07-28: {row:?}");
+        assert_eq!(
+            row.version, "2026-07-28",
+            "the version of each request: {row:?}"
+        );
+    }
+    assert!(!stored.iter().any(|r| r.method == "initialize"));
+    assert_eq!(
+        gateway.db.count(
+            "SELECT COUNT(*) FROM mcp_gateway_log WHERE instance_id = 'modern-py' \
+             AND event IN ('protocol.unsupported', 'request.validation.failed', 'header.body.mismatch')"
+        ),
+        0,
+        "2026-07-28 is a known revision and the SDK's headers agree with its bodies"
+    );
 }

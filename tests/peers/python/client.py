@@ -1,7 +1,7 @@
 """An MCP client built with the official Python SDK (`mcp` on PyPI), for the interop tests.
 
     client.py --transport sse|streamable-http --url URL [--header 'Name: value' ...]
-              [--scenario interop|server-requests]
+              [--scenario interop|server-requests|modern]
 
 Runs the interop scenario, the same steps as the rmcp demo client's `interop` scenario
 (tools/list, a tool that answers, one that reports isError, an unknown tool, resources/read,
@@ -17,6 +17,7 @@ import warnings
 
 import httpx2
 import mcp_types as types
+from mcp.client.client import Client
 from mcp.client.session import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
@@ -89,6 +90,27 @@ async def server_requests(session: ClientSession, steps: Steps):
 SCENARIOS = {"interop": scenario, "server-requests": server_requests}
 
 
+async def modern(url, headers):
+    """The 2026-07-28 revision: `server/discover` instead of the handshake, no session, the
+    protocol version in every request's `_meta` and `Mcp-Method` / `Mcp-Name` headers."""
+    steps = Steps()
+    http = httpx2.AsyncClient(headers=headers)
+    async with Client(streamable_http_client(url, http_client=http), mode="auto") as client:
+        steps.steps.append({"name": "server/discover", "ok": client.protocol_version == "2026-07-28",
+                            "detail": {"protocolVersion": client.protocol_version}})
+        await steps.run("tools/list", client.list_tools,
+                        lambda v: any(t["name"] == "echo" for t in v["tools"]))
+        await steps.run("tools/call echo", lambda: client.call_tool("echo", {"text": "hi"}),
+                        lambda v: v["content"][0]["text"] == "hi")
+        await steps.run("tools/call tool_error", lambda: client.call_tool("tool_error", {}),
+                        lambda v: v.get("isError") is True)
+        await steps.run("resources/read", lambda: client.read_resource(README_URI),
+                        lambda v: v["contents"][0]["text"].startswith("demo-mcp"))
+        await steps.run("prompts/get greet", lambda: client.get_prompt("greet", {"name": "Ada"}),
+                        lambda v: "Ada" in v["messages"][0]["content"]["text"])
+    return steps.steps
+
+
 async def run(transport, url, headers, name):
     steps = Steps()
     if transport == "sse":
@@ -107,11 +129,14 @@ def main():
     parser.add_argument("--transport", required=True, choices=["sse", "streamable-http"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--header", action="append", default=[])
-    parser.add_argument("--scenario", default="interop", choices=sorted(SCENARIOS))
+    parser.add_argument("--scenario", default="interop", choices=[*sorted(SCENARIOS), "modern"])
     args = parser.parse_args()
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
-    run_scenario = run(args.transport, args.url, headers, args.scenario)
+    if args.scenario == "modern":
+        run_scenario = modern(args.url, headers)
+    else:
+        run_scenario = run(args.transport, args.url, headers, args.scenario)
     steps = asyncio.run(asyncio.wait_for(run_scenario, timeout=60))
     ok = all(s["ok"] for s in steps)
     print(json.dumps({"scenario": args.scenario, "ok": ok, "steps": steps}), flush=True)
