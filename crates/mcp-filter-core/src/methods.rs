@@ -3,7 +3,7 @@
 //! hot path's lookup, which compares a word at a time.
 
 pub use mcp_contract::methods::{
-    is_known_protocol_version, MethodInfo, Target, KNOWN_PROTOCOL_VERSIONS, METHODS,
+    is_known_protocol_version, MethodInfo, Revision, Target, KNOWN_PROTOCOL_VERSIONS, METHODS,
     STATELESS_REVISION,
 };
 

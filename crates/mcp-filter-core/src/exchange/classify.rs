@@ -40,7 +40,7 @@ impl Exchange {
             }
         }
         self.classify_messages(&parsed, holding, env);
-        None
+        self.check_revision(&parsed, holding, env)
     }
 
     fn rejects(&self, holding: bool, env: &Env) -> bool {

@@ -9,6 +9,7 @@ use crate::bytes::bytes_eq;
 use crate::config::Config;
 use crate::events::keys;
 use crate::json::{push_escaped, push_label, push_string, push_trusted};
+use crate::methods::Revision;
 use crate::redact::Fingerprint;
 use crate::trace::{push_hex, TraceContext, TraceOrigin, TraceParent};
 
@@ -44,6 +45,8 @@ struct Shape {
     path: (usize, usize),
     session_id: Option<(usize, usize)>,
     protocol_version: Option<(usize, usize)>,
+    /// The protocol version as a revision, when it is one this filter knows.
+    revision: Option<Revision>,
     /// Index of the credential header in `Config::credential_headers`, and the fingerprint.
     token: Option<(usize, Fingerprint)>,
 }
@@ -107,6 +110,7 @@ impl Common {
                 path,
                 session_id: None,
                 protocol_version: None,
+                revision: None,
                 token: None,
             },
             fragment,
@@ -170,7 +174,13 @@ impl Common {
 
     pub fn set_protocol_version(&mut self, version: &str) {
         self.shape.protocol_version = Some(keep(&mut self.text, version));
+        self.shape.revision = Revision::parse(version);
         self.stale = true;
+    }
+
+    /// The protocol version as a known revision.
+    pub fn revision(&self) -> Option<Revision> {
+        self.shape.revision
     }
 
     pub fn set_token(&mut self, header_index: usize, print: Fingerprint) {

@@ -7,6 +7,7 @@
 //! - [`request`]: the request head and body (instance, trace, credential, hold or mirror,
 //!   validation policy, breaker admission);
 //! - [`classify`]: turning the body (or the SEP-2243 headers) into elements;
+//! - [`revision`]: what the request's protocol revision allows (methods, required headers);
 //! - [`response`]: the response head and body, JSON and SSE, and matching answers to
 //!   elements (here or, for the legacy transport, across workers);
 //! - [`server_requests`]: requests and notifications the server sends on a stream, and the
@@ -26,6 +27,7 @@ mod legacy;
 pub mod outcome;
 mod request;
 mod response;
+mod revision;
 mod server_requests;
 
 use crate::config::Config;

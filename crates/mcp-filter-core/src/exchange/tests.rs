@@ -761,3 +761,78 @@ fn server_requests_on_a_stream_are_audited_and_matched_to_the_clients_answer() {
     repeat.on_request_body(body.as_bytes(), true, &mut h.env());
     assert_eq!(h.named("server.request.answered").len(), 1);
 }
+
+// ---- protocol revisions ----
+
+#[test]
+fn a_method_outside_the_requests_revision_is_reported() {
+    let mut h = Harness::new("{}");
+    let send = |h: &mut Harness, version: &'static str, body: &str| {
+        let (mut ex, _) = h.start(&post(&[("mcp-protocol-version", version)]), false);
+        ex.on_request_body(body.as_bytes(), true, &mut h.env());
+    };
+    send(
+        &mut h,
+        "2025-11-25",
+        r#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#,
+    );
+    send(
+        &mut h,
+        "2025-11-25",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    );
+    let reported = h.named("protocol.unsupported");
+    assert_eq!(reported.len(), 1, "tools/list is in 2025-11-25");
+    assert_eq!(reported[0]["reason"], "method_not_in_revision");
+    assert_eq!(reported[0]["detail"], "server/discover (2025-11-25)");
+    // The version may come from _meta alone (2026-07-28 carries it in every request).
+    let (mut ex, _) = h.start(&post(&[]), false);
+    let body = r#"{"jsonrpc":"2.0","id":3,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    ex.on_request_body(body.as_bytes(), true, &mut h.env());
+    let reported = h.named("protocol.unsupported");
+    assert_eq!(reported.len(), 2, "{reported:?}");
+    assert_eq!(reported[1]["detail"], "ping (2026-07-28)");
+}
+
+#[test]
+fn a_2026_07_28_request_must_mirror_its_method_and_name_in_headers() {
+    let v2026 = ("mcp-protocol-version", "2026-07-28");
+    let call = r#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"echo"}}"#;
+
+    let mut observe = Harness::new("{}");
+    let (mut ex, _) = observe.start(&post(&[v2026]), false);
+    let action = ex.on_request_body(call.as_bytes(), true, &mut observe.env());
+    assert!(matches!(action, RequestAction::Forward(_)), "observed only");
+    let failed = observe.named("request.validation.failed");
+    assert_eq!(failed[0]["reason"], "missing_mcp_headers");
+    assert_eq!(failed[0]["detail"], "observed");
+
+    // With Mcp-Method the request goes upstream before its body: a missing Mcp-Name can only
+    // be observed. Without either header it is held, so the policy can reject it.
+    let mut reject = Harness::new(r#"{"validation":"reject"}"#);
+    let only_method = [v2026, ("mcp-method", "tools/call")];
+    let (mut ex, _) = reject.start(&post(&only_method), false);
+    ex.on_request_body(call.as_bytes(), true, &mut reject.env());
+    let failed = reject.named("request.validation.failed");
+    assert_eq!(failed[0]["reason"], "missing_mcp_headers");
+    assert_eq!(failed[0]["detail"], "observed", "already upstream");
+    let (mut ex, _) = reject.start(&post(&[v2026]), false);
+    let RequestAction::Reject(reply) = ex.on_request_body(call.as_bytes(), true, &mut reject.env())
+    else {
+        panic!("rejected: held, and Mcp-Method is required")
+    };
+    assert_eq!(reply.status, 400);
+    let json: Value = serde_json::from_str(&reply.body).expect("JSON-RPC error");
+    assert_eq!(json["error"]["code"], -32020);
+    assert_eq!(json["id"], "c1");
+
+    // Both headers, or an earlier revision: nothing to say.
+    let mut fine = Harness::new(r#"{"validation":"reject"}"#);
+    let both = [v2026, ("mcp-method", "tools/call"), ("mcp-name", "echo")];
+    let (mut ex, _) = fine.start(&post(&both), false);
+    ex.on_request_body(call.as_bytes(), true, &mut fine.env());
+    let (mut ex, _) = fine.start(&post(&[("mcp-protocol-version", "2025-11-25")]), false);
+    let action = ex.on_request_body(call.as_bytes(), true, &mut fine.env());
+    assert!(matches!(action, RequestAction::Forward(_)));
+    assert!(fine.named("request.validation.failed").is_empty());
+}

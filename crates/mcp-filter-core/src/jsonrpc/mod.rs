@@ -31,6 +31,9 @@ pub enum Invalid {
     EmptyBatch,
     /// Body sent with a content type other than `application/json`.
     WrongContentType,
+    /// A 2026-07-28 POST without the `Mcp-Method` header, or without `Mcp-Name` for a method
+    /// that names a tool, prompt or resource (both required by that revision's transport).
+    MissingMcpHeaders,
 }
 
 impl Invalid {
@@ -41,6 +44,7 @@ impl Invalid {
             Invalid::MissingMethod => "missing_method",
             Invalid::EmptyBatch => "empty_batch",
             Invalid::WrongContentType => "wrong_content_type",
+            Invalid::MissingMcpHeaders => "missing_mcp_headers",
         }
     }
 
@@ -48,6 +52,8 @@ impl Invalid {
     pub fn jsonrpc_code(self) -> i64 {
         match self {
             Invalid::InvalidJson => -32700,
+            // 2026-07-28's HeaderMismatch: request headers that do not mirror the body.
+            Invalid::MissingMcpHeaders => -32020,
             _ => -32600,
         }
     }
