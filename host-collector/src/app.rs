@@ -13,10 +13,10 @@ use tokio::task::JoinHandle;
 use crate::accounting::{Accounting, AccountingCollector};
 use crate::config::Config;
 use crate::event::Row;
-use crate::health::{self, DbHealth, Health, HealthConfig};
+use crate::health::{self, Health, HealthConfig};
 use crate::http::{self, Auth, HttpState};
 use crate::ingest::{IngestLimits, Ingestor};
-use crate::metrics::{LiveState, Metrics};
+use crate::internal_events::{SpoolReplayed, Telemetry};
 use crate::overload::Limiter;
 use crate::queue::{Queue, Snapshot};
 use crate::red::RedMetrics;
@@ -47,7 +47,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub queue: Arc<Queue<Row>>,
-    pub metrics: Arc<Metrics>,
+    pub telemetry: Arc<Telemetry>,
     http_stop: watch::Sender<bool>,
     writer_stop: watch::Sender<bool>,
     tasks_stop: watch::Sender<bool>,
@@ -110,7 +110,7 @@ fn replay_spool(
     spool: &Spool,
     mut recovered: crate::spool::Recovered,
     ingestor: &Ingestor,
-    metrics: &Metrics,
+    telemetry: &Telemetry,
 ) -> Result<(), StartError> {
     let found = recovered.rows.len();
     let torn = recovered.torn_lines;
@@ -118,8 +118,10 @@ fn replay_spool(
         .replay(std::mem::take(&mut recovered.rows))
         .map_err(|e| StartError(format!("cannot re-spool recovered events: {}", e.0)))?;
     spool.forget_recovered(recovered);
-    metrics.spool_replayed.inc_by(queued as u64);
-    metrics.spool_torn_lines.inc_by(torn);
+    telemetry.emit(SpoolReplayed {
+        events: queued as u64,
+        torn_lines: torn,
+    });
     if found > 0 || torn > 0 {
         tracing::info!(
             ev = "spool",
@@ -171,7 +173,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     prepare_schema(store.as_ref()).await;
     let spool = open_spool(config)?;
 
-    let metrics = Arc::new(Metrics::default());
+    let telemetry = Arc::new(Telemetry::default());
     let queue = Arc::new(Queue::<Row>::new(config.queue_budget));
     let limiter = Limiter::new(
         config.max_concurrent(),
@@ -187,7 +189,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     ));
     let mut ingestor = Ingestor::new(
         queue.clone(),
-        metrics.clone(),
+        telemetry.clone(),
         &IngestLimits {
             dedupe_window: config.dedupe_window,
             dedupe_max_sources: config.max_sources as usize,
@@ -199,12 +201,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     .with_observer(red.clone());
     let otlp = match config.otlp().map_err(StartError)? {
         Some(settings) => {
-            let pipeline = crate::otlp::pipeline::PipelineSource {
-                metrics: metrics.clone(),
-                queue: queue.clone(),
-                status: ingestor.status_tracker(),
-            };
-            let (exporter, hook) = crate::otlp::start(settings, Some(pipeline));
+            let (exporter, hook) = crate::otlp::start(settings, Some(telemetry.clone()));
             let collector = crate::otlp::OtlpCollector::new(&exporter, &hook);
             ingestor = ingestor.with_observer(hook);
             Some((exporter, collector))
@@ -214,16 +211,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let spool_releaser = match spool {
         Some((spool, recovered)) => {
             ingestor = ingestor.with_spool(spool.clone());
-            replay_spool(&spool, recovered, &ingestor, &metrics)?;
+            replay_spool(&spool, recovered, &ingestor, &telemetry)?;
             Some(SpoolReleaser::start(spool, queue.clone()))
         }
         None => None,
     };
     let spool = spool_releaser.as_ref().map(|r| r.spool.clone());
     let ingestor = Arc::new(ingestor);
-    let db_health = Arc::new(DbHealth::default());
+    telemetry.add_probe(queue.clone());
+    telemetry.add_probe(ingestor.status_tracker());
+    telemetry.add_probe(limiter.clone());
+    if let Some(spool) = &spool {
+        telemetry.add_probe(spool.clone());
+    }
     let health = Arc::new(Health {
-        db: db_health.clone(),
+        telemetry: telemetry.clone(),
         queue: queue.clone(),
         limiter: limiter.clone(),
         spool: spool.clone(),
@@ -232,14 +234,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             overload_after: config.max_concurrent_requests_health_wait_time,
         },
     });
-    let mut registry = metrics.registry(LiveState {
-        queue: queue.clone(),
-        status: ingestor.status_tracker(),
-        limiter: limiter.clone(),
-        metrics: metrics.clone(),
-        spool,
-        db: db_health.clone(),
-    });
+    let mut registry = crate::metrics::registry(&telemetry);
     red.register(&mut registry);
     registry.register_collector(Box::new(AccountingCollector(accounting.clone())));
     let otlp = otlp.map(|(exporter, collector)| {
@@ -267,7 +262,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         store: store.clone(),
         health,
         limiter,
-        metrics: metrics.clone(),
+        telemetry: telemetry.clone(),
         auth: Auth::new(config.token.as_deref()),
         max_body_bytes: config.max_body_bytes,
         query_timeout: config.db_write_timeout,
@@ -283,8 +278,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let writer = Writer {
         queue: queue.clone(),
         store: store.clone(),
-        metrics: metrics.clone(),
-        db_health: db_health.clone(),
+        telemetry: telemetry.clone(),
         config: WriterConfig {
             batch_max_rows: config.batch_max_rows as usize,
             batch_max_bytes: config.batch_max_bytes,
@@ -297,8 +291,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let writer = tokio::spawn(writer.run(writer_stop_rx));
     let mut background = vec![tokio::spawn(health::run_pinger(
         store.clone(),
-        db_health,
-        metrics.clone(),
+        telemetry.clone(),
         config.health_check_interval,
         config.db_acquire_timeout,
         tasks_stop_rx.clone(),
@@ -306,7 +299,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     if let Some(retention) = config.retention {
         background.push(tokio::spawn(crate::retention::run(
             store.clone(),
-            metrics.clone(),
+            telemetry.clone(),
             crate::retention::RetentionConfig {
                 max_age: retention,
                 interval: config.retention_interval,
@@ -326,7 +319,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addr,
         metrics_addr,
         queue,
-        metrics,
+        telemetry,
         http_stop,
         writer_stop,
         tasks_stop,

@@ -7,16 +7,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
+pub use crate::logging::LogFormat;
 use crate::store::redact_url;
 
 /// Shortest bearer token accepted: anything shorter is guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
-}
 
 #[derive(Debug, Clone, Parser)]
 #[command(

@@ -1,60 +1,19 @@
 //! Health: the checks behind `GET /health` (database reachable and writable, queue pressure,
-//! sustained overload) and the background database pinger. Healthy is 200, anything else 503.
+//! sustained overload, spool) and the background database pinger, whose outcomes it emits as
+//! `DbPinged` events. Healthy is 200, anything else 503.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::event::Row;
-use crate::metrics::Metrics;
+use crate::internal_events::{DbPinged, Telemetry};
 use crate::overload::Limiter;
 use crate::queue::Queue;
 use crate::spool::Spool;
 use crate::store::Store;
-
-/// Latest database outcomes, from the pinger and from the writer.
-#[derive(Default)]
-pub struct DbHealth {
-    state: Mutex<DbState>,
-}
-
-#[derive(Default, Clone)]
-struct DbState {
-    ping: Option<Result<(), String>>,
-    write: Option<Result<(), String>>,
-}
-
-impl DbHealth {
-    fn update(&self, f: impl FnOnce(&mut DbState)) {
-        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-
-    pub fn record_ok(&self) {
-        self.update(|s| s.write = Some(Ok(())));
-    }
-
-    pub fn record_error(&self, error: &dyn std::fmt::Display) {
-        let message = error.to_string();
-        self.update(|s| s.write = Some(Err(message)));
-    }
-
-    fn record_ping(&self, result: Result<(), String>) {
-        self.update(|s| s.ping = Some(result));
-    }
-
-    /// What `/health`'s database check says: the last ping succeeded and the last write did
-    /// not fail.
-    pub fn up(&self) -> bool {
-        let state = self.state();
-        matches!(state.ping, Some(Ok(()))) && !matches!(state.write, Some(Err(_)))
-    }
-
-    fn state(&self) -> DbState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
 
 pub struct HealthConfig {
     /// Queue fill ratio (bytes / budget) at which the queue check fails.
@@ -64,7 +23,7 @@ pub struct HealthConfig {
 }
 
 pub struct Health {
-    pub db: Arc<DbHealth>,
+    pub telemetry: Arc<Telemetry>,
     pub queue: Arc<Queue<Row>>,
     pub limiter: Arc<Limiter>,
     pub spool: Option<Arc<Spool>>,
@@ -90,8 +49,8 @@ impl Health {
     }
 
     fn database_check(&self) -> (bool, Value) {
-        let state = self.db.state();
-        let ok = self.db.up();
+        let state = self.telemetry.db_outcomes();
+        let ok = state.up();
         let describe = |r: &Option<Result<(), String>>| match r {
             None => json!("unknown"),
             Some(Ok(())) => json!("ok"),
@@ -157,8 +116,7 @@ impl Health {
 /// Pings the store every `interval` until shutdown.
 pub async fn run_pinger(
     store: Arc<dyn Store>,
-    db: Arc<DbHealth>,
-    metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
     interval: Duration,
     timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -177,11 +135,8 @@ pub async fn run_pinger(
                 Err(e) => tracing::warn!(ev = "db", msg = "database unreachable", error = %e),
             }
         }
-        if !ok {
-            metrics.db_errors.inc();
-        }
         last_ok = Some(ok);
-        db.record_ping(result);
+        telemetry.emit(DbPinged { result });
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait_for(|s| *s) => return,

@@ -1,11 +1,13 @@
-//! host-collector: the filter's companion service. Layers, top to bottom:
+//! host-collector: the filter's companion service. Data flows down the layers
 //! `http` (auth, limits, routes) -> `ingest` (parse, dedupe, status) -> `queue` (byte budget;
 //! beside it the optional on-disk `spool` of acknowledged events) -> `writer` (ordered
-//! batches, retry) -> `store` (MySQL/MariaDB or SQLite); beside them `config`, `logging`,
-//! `metrics`, `health`, `overload`, `query` and `retention`, and the ingest observers
-//! `accounting` (per-source loss) and `red` (MCP operation metrics), and the optional `otlp`
-//! exporter (its own tasks behind a bounded channel); `ui` serves the audit view; `app` wires
-//! them up.
+//! batches, retry) -> `store` (MySQL/MariaDB or SQLite), and no module imports one above it
+//! (`tools/module_cycles.py` checks). Each layer reports what happens to it as events
+//! (`internal_events`) into one registry at the bottom, which `metrics` renders for
+//! Prometheus and `otlp::pipeline` for OTLP. Beside the layers: `config`, `logging`,
+//! `health`, `overload`, `query` and `retention`, the ingest observers `accounting`
+//! (per-source loss) and `red` (MCP operation metrics), the optional `otlp` exporter (its
+//! own tasks behind a bounded channel) and `ui` (the audit view); `app` wires them up.
 
 pub mod accounting;
 pub mod app;
@@ -14,6 +16,7 @@ pub mod event;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod internal_events;
 pub mod logging;
 pub mod metrics;
 pub mod otlp;

@@ -299,6 +299,21 @@ impl<T: Weighted> Queue<T> {
     }
 }
 
+impl<T: Weighted + Send> crate::internal_events::Probe for Queue<T> {
+    fn read(&self, readings: &mut crate::internal_events::LiveReadings) {
+        let snap = self.snapshot();
+        readings.buffer = crate::internal_events::BufferReading {
+            bytes: snap.bytes as u64,
+            budget: snap.budget as u64,
+            entries: snap.held(),
+            oldest_age: snap.oldest_age,
+            persisted: snap.counters.persisted,
+            dropped_queue_full: snap.counters.dropped_queue_full,
+            dropped_shutdown: snap.counters.dropped_shutdown,
+        };
+    }
+}
+
 impl<T> Inner<T> {
     /// Evicts the oldest waiting items until `bytes` more would fit; returns how many.
     fn make_room(&mut self, bytes: usize, budget: usize) -> usize {

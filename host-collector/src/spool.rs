@@ -255,6 +255,17 @@ impl Spool {
     }
 }
 
+impl crate::internal_events::Probe for Spool {
+    fn read(&self, readings: &mut crate::internal_events::LiveReadings) {
+        let snap = self.snapshot();
+        readings.spool = Some(crate::internal_events::SpoolReading {
+            bytes: snap.bytes,
+            segments: snap.segments as u64,
+            write_errors: snap.write_errors,
+        });
+    }
+}
+
 fn with_path(error: io::Error, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }

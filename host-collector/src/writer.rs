@@ -10,8 +10,7 @@ use tokio::sync::watch;
 use tokio::time::timeout_at;
 
 use crate::event::Row;
-use crate::health::DbHealth;
-use crate::metrics::Metrics;
+use crate::internal_events::{BatchWriteFailed, BatchWriteTimed, BatchWritten, Telemetry};
 use crate::queue::{Batch, Queue};
 use crate::store::{Store, StoreError};
 
@@ -37,8 +36,7 @@ pub struct DrainReport {
 pub struct Writer {
     pub queue: Arc<Queue<Row>>,
     pub store: Arc<dyn Store>,
-    pub metrics: Arc<Metrics>,
-    pub db_health: Arc<DbHealth>,
+    pub telemetry: Arc<Telemetry>,
     pub config: WriterConfig,
 }
 
@@ -160,14 +158,15 @@ impl Writer {
         let rows: Vec<Row> = batch.items().cloned().collect();
         let started = Instant::now();
         let result = timeout_at(deadline, self.store.insert_batch(&rows)).await;
-        self.metrics
-            .write_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.telemetry.emit(BatchWriteTimed {
+            elapsed: started.elapsed(),
+        });
         match result {
             Ok(Ok(inserted)) => {
-                self.metrics.batch_rows.observe(rows.len() as f64);
-                self.metrics
-                    .count_duplicates("store", rows.len() as u64 - inserted.min(rows.len() as u64));
+                self.telemetry.emit(BatchWritten {
+                    rows: rows.len() as u64,
+                    inserted,
+                });
                 self.queue.complete(batch);
                 if backoff.failures() > 0 {
                     tracing::info!(
@@ -177,7 +176,6 @@ impl Writer {
                     );
                 }
                 backoff.reset();
-                self.db_health.record_ok();
                 Attempt::Written
             }
             Ok(Err(e)) => {
@@ -200,8 +198,7 @@ impl Writer {
     }
 
     fn fail(&self, batch: Batch<Row>, error: &StoreError, backoff: &Backoff) {
-        self.metrics.db_errors.inc();
-        self.db_health.record_error(error);
+        self.telemetry.emit(BatchWriteFailed { error });
         tracing::warn!(
             ev = "db",
             msg = "batch write failed; batch kept at the front of the queue",

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use host_collector::event::{Level, Row};
-use host_collector::health::DbHealth;
-use host_collector::metrics::Metrics;
+use host_collector::internal_events::Telemetry;
 use host_collector::queue::Queue;
 use host_collector::store::{BoxFuture, LogQuery, Store, StoreError, StoredRow};
 use host_collector::writer::{Writer, WriterConfig};
@@ -81,12 +80,11 @@ fn row(seq: u64) -> Row {
     }
 }
 
-fn writer(store: Arc<FlakyStore>, queue: Arc<Queue<Row>>, metrics: Arc<Metrics>) -> Writer {
+fn writer(store: Arc<FlakyStore>, queue: Arc<Queue<Row>>, telemetry: Arc<Telemetry>) -> Writer {
     Writer {
         queue,
         store,
-        metrics,
-        db_health: Arc::new(DbHealth::default()),
+        telemetry,
         config: WriterConfig {
             batch_max_rows: 7,
             batch_max_bytes: 1 << 20,
@@ -111,9 +109,9 @@ async fn failed_batches_are_retried_in_order() {
     let store = Arc::new(FlakyStore::default());
     store.failures_left.store(3, Ordering::SeqCst);
     let queue = Arc::new(Queue::new(1 << 20));
-    let metrics = Arc::new(Metrics::default());
+    let telemetry = Arc::new(Telemetry::default());
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(writer(store.clone(), queue.clone(), metrics.clone()).run(stop_rx));
+    let task = tokio::spawn(writer(store.clone(), queue.clone(), telemetry.clone()).run(stop_rx));
     queue.push_many((1..=100).map(row));
     wait_for("all persisted", || {
         queue.snapshot().counters.persisted == 100
@@ -129,7 +127,7 @@ async fn failed_batches_are_retried_in_order() {
         .expect("lock")
         .iter()
         .all(|n| *n <= 7));
-    assert_eq!(metrics.db_errors.get(), 3);
+    assert_eq!(telemetry.db_errors.get(), 3);
     stop.send(true).expect("writer listening");
     let report = task.await.expect("writer");
     assert_eq!(report.dropped, 0);
@@ -142,7 +140,7 @@ async fn shutdown_counts_what_the_deadline_leaves() {
     let queue = Arc::new(Queue::new(1 << 20));
     let (stop, stop_rx) = watch::channel(false);
     let task =
-        tokio::spawn(writer(store, queue.clone(), Arc::new(Metrics::default())).run(stop_rx));
+        tokio::spawn(writer(store, queue.clone(), Arc::new(Telemetry::default())).run(stop_rx));
     queue.push_many((1..=20).map(row));
     queue.close();
     stop.send(true).expect("writer listening");

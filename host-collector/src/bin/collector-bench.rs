@@ -27,8 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use host_collector::event::{Level, Row};
-use host_collector::health::DbHealth;
-use host_collector::metrics::Metrics;
+use host_collector::internal_events::Telemetry;
 use host_collector::queue::Queue;
 use host_collector::store::{open_mysql, Store, StoreOptions};
 use host_collector::writer::{Writer, WriterConfig};
@@ -80,8 +79,7 @@ async fn writer_batched(store: Arc<dyn Store>, source: &str, n: u64) -> Result<f
     let writer = Writer {
         queue: queue.clone(),
         store,
-        metrics: Arc::new(Metrics::default()),
-        db_health: Arc::new(DbHealth::default()),
+        telemetry: Arc::new(Telemetry::default()),
         config: WriterConfig {
             batch_max_rows: 1000,
             batch_max_bytes: 4 << 20,

@@ -12,7 +12,10 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use crate::event::Row;
-use crate::metrics::Metrics;
+use crate::internal_events::{
+    DuplicateStage, DuplicatesIgnored, EventsAccepted, EventsReceived, EventsRejected,
+    StatusRecordsReceived, Telemetry, TokenRefingerprinted,
+};
 use crate::queue::Queue;
 use crate::spool::Spool;
 use dedupe::Dedupe;
@@ -69,7 +72,7 @@ pub struct SpoolUnavailable(pub String);
 
 pub struct Ingestor {
     queue: Arc<Queue<Row>>,
-    metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
     spool: Option<Arc<Spool>>,
     /// Held from dedupe to queue push, so spool ordinals match the queue's and a refused
     /// body's dedupe marks are undone before anyone else looks.
@@ -80,10 +83,10 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn new(queue: Arc<Queue<Row>>, metrics: Arc<Metrics>, limits: &IngestLimits) -> Self {
+    pub fn new(queue: Arc<Queue<Row>>, telemetry: Arc<Telemetry>, limits: &IngestLimits) -> Self {
         Ingestor {
             queue,
-            metrics,
+            telemetry,
             spool: None,
             admit: Mutex::new(()),
             dedupe: Mutex::new(Dedupe::new(limits.dedupe_window, limits.dedupe_max_sources)),
@@ -129,7 +132,7 @@ impl Ingestor {
                     response,
                 }) => {
                     if refingerprinted {
-                        self.metrics.tokens_refingerprinted.inc();
+                        self.telemetry.emit(TokenRefingerprinted);
                     }
                     events.push(IngestedEvent { row, response });
                 }
@@ -153,7 +156,7 @@ impl Ingestor {
         self.notify(&fresh, EventOutcome::Queued);
         let pushed = self.queue.push_many(fresh.into_iter().map(|e| e.row));
         drop(admit);
-        self.metrics.record_ingest(&report, &pushed);
+        self.emit_ingested(&report, pushed.accepted);
         Ok(report)
     }
 
@@ -202,10 +205,28 @@ impl Ingestor {
             tracker.record(status);
         }
         drop(tracker);
-        self.metrics.status_records.inc_by(statuses.len() as u64);
+        self.telemetry.emit(StatusRecordsReceived {
+            count: statuses.len() as u64,
+        });
         for status in statuses {
             self.observers.iter().for_each(|o| o.on_status(status));
         }
+    }
+
+    fn emit_ingested(&self, report: &IngestReport, accepted: usize) {
+        let rejected = report.rejected.len() as u64;
+        let duplicates = report.duplicates as u64;
+        self.telemetry.emit(EventsReceived {
+            count: report.accepted as u64 + duplicates + rejected,
+        });
+        self.telemetry.emit(EventsAccepted {
+            count: accepted as u64,
+        });
+        self.telemetry.emit(EventsRejected { count: rejected });
+        self.telemetry.emit(DuplicatesIgnored {
+            stage: DuplicateStage::Ingest,
+            count: duplicates,
+        });
     }
 
     /// Splits events into (fresh, recent duplicates).
