@@ -1,6 +1,6 @@
 //! Wiring: builds every layer from the configuration, runs the listeners and background
 //! tasks, and shuts them down in the order that loses nothing silently: stop HTTP, close the
-//! queue, drain the writer within its own deadline, then stop the rest.
+//! buffer, drain the writer within its own deadline, settle the buffer, then stop the rest.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,16 +11,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accounting::{Accounting, AccountingCollector};
+use crate::buffer::spool::SpoolConfig;
+use crate::buffer::{Buffer, BufferConfig, QueueLevels, ReleaseTask};
 use crate::config::Config;
-use crate::event::Row;
 use crate::health::{self, Health, HealthConfig};
 use crate::http::{self, Auth, HttpState};
 use crate::ingest::{IngestLimits, Ingestor};
-use crate::internal_events::{SpoolReplayed, Telemetry};
+use crate::internal_events::Telemetry;
 use crate::overload::Limiter;
-use crate::queue::{Queue, Snapshot};
 use crate::red::RedMetrics;
-use crate::spool::{Spool, SpoolConfig};
 use crate::store::{self, Store, StoreOptions};
 use crate::writer::{DrainReport, Writer, WriterConfig};
 
@@ -28,8 +27,6 @@ use crate::writer::{DrainReport, Writer, WriterConfig};
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 /// Bound on schema preparation at startup; if it fails the writer retries on first use.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often settled spool segments are looked for and deleted.
-const SPOOL_RELEASE_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -46,7 +43,7 @@ impl std::error::Error for StartError {}
 pub struct Running {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    pub queue: Arc<Queue<Row>>,
+    pub buffer: Arc<Buffer>,
     pub telemetry: Arc<Telemetry>,
     http_stop: watch::Sender<bool>,
     writer_stop: watch::Sender<bool>,
@@ -55,83 +52,8 @@ pub struct Running {
     metrics_server: JoinHandle<()>,
     writer: JoinHandle<DrainReport>,
     background: Vec<JoinHandle<()>>,
-    spool: Option<SpoolReleaser>,
+    spool_release: Option<ReleaseTask>,
     otlp: Option<crate::otlp::Exporter>,
-}
-
-/// The task that deletes spool segments as their events settle. It is stopped before the
-/// shutdown drain, whose drops must stay in the spool for the next start.
-struct SpoolReleaser {
-    spool: Arc<Spool>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl SpoolReleaser {
-    fn start(spool: Arc<Spool>, queue: Arc<Queue<Row>>) -> Self {
-        let (stop, mut stop_rx) = watch::channel(false);
-        let task_spool = spool.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                task_spool.release_below(queue.low_watermark());
-                tokio::select! {
-                    _ = tokio::time::sleep(SPOOL_RELEASE_INTERVAL) => {}
-                    _ = stop_rx.wait_for(|s| *s) => return,
-                }
-            }
-        });
-        SpoolReleaser { spool, stop, task }
-    }
-
-    async fn stop(self) -> Arc<Spool> {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-        self.spool
-    }
-}
-
-fn open_spool(
-    config: &Config,
-) -> Result<Option<(Arc<Spool>, crate::spool::Recovered)>, StartError> {
-    let Some(dir) = &config.spool_dir else {
-        return Ok(None);
-    };
-    let (spool, recovered) = Spool::open(SpoolConfig {
-        dir: dir.clone(),
-        segment_bytes: config.spool_segment_bytes as u64,
-        fsync: config.spool_fsync,
-    })
-    .map_err(|e| StartError(format!("cannot open the spool: {e}")))?;
-    Ok(Some((Arc::new(spool), recovered)))
-}
-
-/// Queues what an earlier run acknowledged and may not have written, then deletes its files.
-fn replay_spool(
-    spool: &Spool,
-    mut recovered: crate::spool::Recovered,
-    ingestor: &Ingestor,
-    telemetry: &Telemetry,
-) -> Result<(), StartError> {
-    let found = recovered.rows.len();
-    let torn = recovered.torn_lines;
-    let queued = ingestor
-        .replay(std::mem::take(&mut recovered.rows))
-        .map_err(|e| StartError(format!("cannot re-spool recovered events: {}", e.0)))?;
-    spool.forget_recovered(recovered);
-    telemetry.emit(SpoolReplayed {
-        events: queued as u64,
-        torn_lines: torn,
-    });
-    if found > 0 || torn > 0 {
-        tracing::info!(
-            ev = "spool",
-            msg = "replayed events acknowledged by an earlier run",
-            found,
-            queued,
-            torn_lines = torn
-        );
-    }
-    Ok(())
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
@@ -171,10 +93,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     )
     .map_err(|e| StartError(e.to_string()))?;
     prepare_schema(store.as_ref()).await;
-    let spool = open_spool(config)?;
 
     let telemetry = Arc::new(Telemetry::default());
-    let queue = Arc::new(Queue::<Row>::new(config.queue_budget));
+    let (buffer, recovered) = Buffer::open(
+        BufferConfig {
+            budget: config.queue_budget,
+            spool: config.spool_dir.as_ref().map(|dir| SpoolConfig {
+                dir: dir.clone(),
+                segment_bytes: config.spool_segment_bytes as u64,
+                fsync: config.spool_fsync,
+            }),
+        },
+        telemetry.clone(),
+    )
+    .map_err(|e| StartError(e.0))?;
+    let buffer = Arc::new(buffer);
     let limiter = Limiter::new(
         config.max_concurrent(),
         config.max_concurrent_requests_wait_time,
@@ -188,7 +121,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.max_tool_labels as usize,
     ));
     let mut ingestor = Ingestor::new(
-        queue.clone(),
+        buffer.clone(),
         telemetry.clone(),
         &IngestLimits {
             dedupe_window: config.dedupe_window,
@@ -208,27 +141,16 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         }
         None => None,
     };
-    let spool_releaser = match spool {
-        Some((spool, recovered)) => {
-            ingestor = ingestor.with_spool(spool.clone());
-            replay_spool(&spool, recovered, &ingestor, &telemetry)?;
-            Some(SpoolReleaser::start(spool, queue.clone()))
-        }
-        None => None,
-    };
-    let spool = spool_releaser.as_ref().map(|r| r.spool.clone());
+    ingestor.replay(recovered).map_err(|e| StartError(e.0))?;
+    let spool_release = buffer.start_release();
     let ingestor = Arc::new(ingestor);
-    telemetry.add_probe(queue.clone());
+    telemetry.add_probe(buffer.clone());
     telemetry.add_probe(ingestor.status_tracker());
     telemetry.add_probe(limiter.clone());
-    if let Some(spool) = &spool {
-        telemetry.add_probe(spool.clone());
-    }
     let health = Arc::new(Health {
         telemetry: telemetry.clone(),
-        queue: queue.clone(),
+        buffer: buffer.clone(),
         limiter: limiter.clone(),
-        spool: spool.clone(),
         config: HealthConfig {
             queue_threshold: config.health_queue_threshold,
             overload_after: config.max_concurrent_requests_health_wait_time,
@@ -276,7 +198,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks_stop_rx.clone(),
     );
     let writer = Writer {
-        queue: queue.clone(),
+        buffer: buffer.clone(),
         store: store.clone(),
         telemetry: telemetry.clone(),
         config: WriterConfig {
@@ -318,7 +240,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         metrics_addr,
-        queue,
+        buffer,
         telemetry,
         http_stop,
         writer_stop,
@@ -327,26 +249,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         metrics_server,
         writer,
         background,
-        spool: spool_releaser,
+        spool_release,
         otlp,
     })
-}
-
-/// After the drain: an empty spool when everything was written; otherwise everything since
-/// the releaser stopped stays, and the next start replays it (what was written already is
-/// absorbed by the store's unique key).
-fn settle_spool(spool: &Spool, queue: &Queue<Row>) {
-    let unwritten = queue.snapshot().counters.dropped_shutdown;
-    if unwritten == 0 {
-        spool.release_below(queue.next_ordinal());
-        return;
-    }
-    tracing::warn!(
-        ev = "spool",
-        msg = "events not written at shutdown stay in the spool for the next start",
-        unwritten,
-        spool_bytes = spool.snapshot().bytes
-    );
 }
 
 async fn prepare_schema(store: &dyn Store) {
@@ -365,8 +270,9 @@ async fn prepare_schema(store: &dyn Store) {
 }
 
 impl Running {
-    pub fn snapshot(&self) -> Snapshot {
-        self.queue.snapshot()
+    /// The buffer's queue levels and conservation counters.
+    pub fn snapshot(&self) -> QueueLevels {
+        self.buffer.levels()
     }
 
     /// Stops accepting, drains the queue within the drain deadline, and stops everything.
@@ -385,25 +291,23 @@ impl Running {
         if let Some(otlp) = self.otlp {
             otlp.shutdown().await;
         }
-        let spool = match self.spool {
-            Some(releaser) => Some(releaser.stop().await),
-            None => None,
-        };
-        self.queue.close();
+        // Stopped before the drain: what the drain drops must stay in the spool.
+        if let Some(release) = self.spool_release {
+            release.stop().await;
+        }
+        self.buffer.close();
         let _ = self.writer_stop.send(true);
         let report = self.writer.await.unwrap_or_else(|e| {
             tracing::error!(ev = "shutdown", msg = "writer task failed", error = %e);
             DrainReport::default()
         });
-        if let Some(spool) = spool {
-            settle_spool(&spool, &self.queue);
-        }
+        self.buffer.settle();
         let _ = self.tasks_stop.send(true);
         for task in self.background {
             let _ = task.await;
         }
         let _ = self.metrics_server.await;
-        let c = self.queue.snapshot().counters;
+        let c = self.buffer.levels().counters;
         tracing::info!(
             ev = "shutdown",
             msg = "stopped",

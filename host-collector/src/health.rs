@@ -8,11 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::event::Row;
+use crate::buffer::Buffer;
 use crate::internal_events::{DbPinged, Telemetry};
 use crate::overload::Limiter;
-use crate::queue::Queue;
-use crate::spool::Spool;
 use crate::store::Store;
 
 pub struct HealthConfig {
@@ -24,9 +22,8 @@ pub struct HealthConfig {
 
 pub struct Health {
     pub telemetry: Arc<Telemetry>,
-    pub queue: Arc<Queue<Row>>,
+    pub buffer: Arc<Buffer>,
     pub limiter: Arc<Limiter>,
-    pub spool: Option<Arc<Spool>>,
     pub config: HealthConfig,
 }
 
@@ -63,7 +60,7 @@ impl Health {
     }
 
     fn queue_check(&self) -> (bool, Value) {
-        let snap = self.queue.snapshot();
+        let snap = self.buffer.levels();
         let fill = snap.bytes as f64 / snap.budget.max(1) as f64;
         let ok = fill < self.config.queue_threshold;
         (
@@ -81,10 +78,9 @@ impl Health {
     }
 
     fn spool_check(&self) -> (bool, Value) {
-        let Some(spool) = &self.spool else {
+        let Some(snap) = self.buffer.spool_levels() else {
             return (true, json!({ "ok": true, "enabled": false }));
         };
-        let snap = spool.snapshot();
         let ok = !snap.failing;
         (
             ok,

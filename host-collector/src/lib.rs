@@ -1,7 +1,7 @@
 //! host-collector: the filter's companion service. Data flows down the layers
-//! `http` (auth, limits, routes) -> `ingest` (parse, dedupe, status) -> `queue` (byte budget;
-//! beside it the optional on-disk `spool` of acknowledged events) -> `writer` (ordered
-//! batches, retry) -> `store` (MySQL/MariaDB or SQLite), and no module imports one above it
+//! `http` (auth, limits, routes) -> `ingest` (parse, dedupe, status) -> `buffer` (the in-memory
+//! `queue` with its byte budget, plus in the disk variant the `spool` of acknowledged events)
+//! -> `writer` (ordered batches, retry) -> `store` (MySQL/MariaDB or SQLite), and no module imports one above it
 //! (`tools/module_cycles.py` checks). Each layer reports what happens to it as events
 //! (`internal_events`) into one registry at the bottom, which `metrics` renders for
 //! Prometheus and `otlp::pipeline` for OTLP. Beside the layers: `config`, `logging`,
@@ -11,6 +11,7 @@
 
 pub mod accounting;
 pub mod app;
+pub mod buffer;
 pub mod config;
 pub mod event;
 pub mod health;
@@ -22,10 +23,8 @@ pub mod metrics;
 pub mod otlp;
 pub mod overload;
 pub mod query;
-pub mod queue;
 pub mod red;
 pub mod retention;
-pub mod spool;
 pub mod store;
 pub mod ui;
 pub mod writer;

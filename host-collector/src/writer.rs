@@ -1,4 +1,4 @@
-//! The writer: one ordered worker that moves batches from the queue to the store, retries
+//! The writer: one ordered worker that moves batches from the buffer to the store, retries
 //! failed batches from the front with exponential backoff and jitter, and drains the queue
 //! within its own deadline at shutdown.
 
@@ -9,9 +9,10 @@ use rand::RngExt;
 use tokio::sync::watch;
 use tokio::time::timeout_at;
 
+use crate::buffer::queue::Batch;
+use crate::buffer::Buffer;
 use crate::event::Row;
 use crate::internal_events::{BatchWriteFailed, BatchWriteTimed, BatchWritten, Telemetry};
-use crate::queue::{Batch, Queue};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -34,7 +35,7 @@ pub struct DrainReport {
 }
 
 pub struct Writer {
-    pub queue: Arc<Queue<Row>>,
+    pub buffer: Arc<Buffer>,
     pub store: Arc<dyn Store>,
     pub telemetry: Arc<Telemetry>,
     pub config: WriterConfig,
@@ -88,7 +89,7 @@ impl Writer {
         let mut backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
         loop {
             let batch = tokio::select! {
-                b = self.queue.take(self.config.batch_max_rows, self.config.batch_max_bytes) => b,
+                b = self.buffer.take(self.config.batch_max_rows, self.config.batch_max_bytes) => b,
                 _ = shutdown.wait_for(|s| *s) => break,
             };
             // The write itself is never cancelled by shutdown: its bound is the write timeout.
@@ -107,14 +108,14 @@ impl Writer {
 
     async fn drain(&self, backoff: &mut Backoff) -> DrainReport {
         let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
-        let before = self.queue.snapshot().counters.persisted;
+        let before = self.buffer.levels().counters.persisted;
         tracing::info!(
             ev = "drain",
             msg = "draining queue",
-            entries = self.queue.snapshot().held()
+            entries = self.buffer.levels().held()
         );
         while let Some(batch) = self
-            .queue
+            .buffer
             .try_take(self.config.batch_max_rows, self.config.batch_max_bytes)
         {
             let write_deadline =
@@ -134,9 +135,9 @@ impl Writer {
                 }
             }
         }
-        let dropped = self.queue.drop_remaining() as u64;
+        let dropped = self.buffer.drop_remaining() as u64;
         let report = DrainReport {
-            drained: self.queue.snapshot().counters.persisted - before,
+            drained: self.buffer.levels().counters.persisted - before,
             dropped,
         };
         tracing::info!(
@@ -167,7 +168,7 @@ impl Writer {
                     rows: rows.len() as u64,
                     inserted,
                 });
-                self.queue.complete(batch);
+                self.buffer.complete(batch);
                 if backoff.failures() > 0 {
                     tracing::info!(
                         ev = "db",
@@ -183,7 +184,7 @@ impl Writer {
                 Attempt::Failed
             }
             Err(_) if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
-                self.queue.abandon(batch);
+                self.buffer.abandon(batch);
                 Attempt::TimedOut
             }
             Err(_) => {
@@ -206,7 +207,7 @@ impl Writer {
             rows = batch.len(),
             failures = backoff.failures() + 1
         );
-        self.queue.restore(batch);
+        self.buffer.restore(batch);
     }
 }
 
