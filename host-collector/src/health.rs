@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::buffer::Buffer;
 use crate::internal_events::{DbPinged, Telemetry};
 use crate::overload::Limiter;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub struct HealthConfig {
     /// Queue fill ratio (bytes / budget) at which the queue check fails.
@@ -122,7 +122,11 @@ pub async fn run_pinger(
         let result = match tokio::time::timeout(timeout, store.ping()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("ping timed out after {timeout:?}")),
+            Err(_) => Err(StoreError::Timeout {
+                operation: "ping",
+                after: timeout,
+            }
+            .to_string()),
         };
         let ok = result.is_ok();
         if last_ok != Some(ok) {

@@ -188,10 +188,10 @@ impl Writer {
                 Attempt::TimedOut
             }
             Err(_) => {
-                let e = StoreError::Config(format!(
-                    "batch write timed out after {:?}",
-                    self.config.write_timeout
-                ));
+                let e = StoreError::Timeout {
+                    operation: "batch write",
+                    after: self.config.write_timeout,
+                };
                 self.fail(batch, &e, backoff);
                 Attempt::Failed
             }
@@ -204,6 +204,7 @@ impl Writer {
             ev = "db",
             msg = "batch write failed; batch kept at the front of the queue",
             error = %error,
+            error_kind = error.kind(),
             rows = batch.len(),
             failures = backoff.failures() + 1
         );

@@ -35,7 +35,7 @@ impl Store for FlakyStore {
             let left = self.failures_left.load(Ordering::SeqCst);
             if left > 0 {
                 self.failures_left.store(left - 1, Ordering::SeqCst);
-                return Err(StoreError::Config("injected failure".into()));
+                return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
             }
             self.batch_sizes.lock().expect("lock").push(rows.len());
             self.stored

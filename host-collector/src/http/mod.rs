@@ -185,7 +185,7 @@ async fn query(
         Ok(q) => match tokio::time::timeout(state.query_timeout, state.store.query(&q)).await {
             Ok(Ok(rows)) => Json(crate::query::render(&rows, q.limit)).into_response(),
             Ok(Err(e)) => {
-                tracing::warn!(ev = "query", msg = "query failed", error = %e);
+                tracing::warn!(ev = "query", msg = "query failed", error = %e, error_kind = e.kind());
                 retry_later("database unavailable")
             }
             Err(_) => retry_later("query timed out"),
