@@ -10,18 +10,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::accounting::{Accounting, AccountingCollector};
-use crate::buffer::spool::SpoolConfig;
-use crate::buffer::{Buffer, BufferConfig, QueueLevels, ReleaseTask};
+use crate::accounting::AccountingCollector;
+use crate::buffer::{Buffer, QueueLevels, ReleaseTask};
 use crate::config::Config;
-use crate::health::{self, Health, HealthConfig};
-use crate::http::{self, Auth, HttpState};
-use crate::ingest::{IngestLimits, Ingestor};
+use crate::health::{self, Health};
+use crate::http::{self, HttpState};
+use crate::ingest::Ingestor;
 use crate::internal_events::Telemetry;
-use crate::overload::Limiter;
-use crate::red::RedMetrics;
-use crate::store::{self, Store, StoreOptions};
-use crate::writer::{DrainReport, Writer, WriterConfig};
+use crate::store::{self, Store};
+use crate::writer::{DrainReport, Writer};
 
 /// How long in-flight requests may take to finish once shutdown begins.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
@@ -84,55 +81,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     for (setting, value) in config.describe() {
         tracing::info!(ev = "config", msg = "setting", setting, value = %value);
     }
-    let store = store::open(
-        &config.database_url,
-        &StoreOptions {
-            max_connections: config.db_max_connections,
-            acquire_timeout: config.db_acquire_timeout,
-        },
-    )
-    .map_err(|e| StartError(e.to_string()))?;
+    let store = store::open(&config.store.database_url, &config.store.options())
+        .map_err(|e| StartError(e.to_string()))?;
     prepare_schema(store.as_ref()).await;
 
     let telemetry = Arc::new(Telemetry::default());
-    let (buffer, recovered) = Buffer::open(
-        BufferConfig {
-            budget: config.queue_budget,
-            spool: config.spool_dir.as_ref().map(|dir| SpoolConfig {
-                dir: dir.clone(),
-                segment_bytes: config.spool_segment_bytes as u64,
-                fsync: config.spool_fsync,
-            }),
-        },
-        telemetry.clone(),
-    )
-    .map_err(|e| StartError(e.0))?;
+    let (buffer, recovered) =
+        Buffer::open(config.buffer.config(), telemetry.clone()).map_err(|e| StartError(e.0))?;
     let buffer = Arc::new(buffer);
-    let limiter = Limiter::new(
-        config.max_concurrent(),
-        config.max_concurrent_requests_wait_time,
-    );
-    let accounting = Arc::new(Accounting::new(
-        config.max_sources as usize,
-        config.max_drop_reasons as usize,
-    ));
-    let red = Arc::new(RedMetrics::new(
-        config.max_instance_labels as usize,
-        config.max_tool_labels as usize,
-    ));
-    let mut ingestor = Ingestor::new(
-        buffer.clone(),
-        telemetry.clone(),
-        &IngestLimits {
-            dedupe_window: config.dedupe_window,
-            dedupe_max_sources: config.max_sources as usize,
-            status_max_sources: config.max_sources as usize,
-            status_max_reasons: config.max_drop_reasons as usize,
-        },
-    )
-    .with_observer(accounting.clone())
-    .with_observer(red.clone());
-    let otlp = match config.otlp().map_err(StartError)? {
+    let limiter = config.http.limiter();
+    let accounting = Arc::new(config.ingest.accounting());
+    let red = Arc::new(config.ingest.red_metrics());
+    let mut ingestor = Ingestor::new(buffer.clone(), telemetry.clone(), &config.ingest.limits())
+        .with_observer(accounting.clone())
+        .with_observer(red.clone());
+    let otlp = match config.otlp.settings().map_err(StartError)? {
         Some(settings) => {
             let (exporter, hook) = crate::otlp::start(settings, Some(telemetry.clone()));
             let collector = crate::otlp::OtlpCollector::new(&exporter, &hook);
@@ -151,10 +114,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         telemetry: telemetry.clone(),
         buffer: buffer.clone(),
         limiter: limiter.clone(),
-        config: HealthConfig {
-            queue_threshold: config.health_queue_threshold,
-            overload_after: config.max_concurrent_requests_health_wait_time,
-        },
+        config: config.health.config(),
     });
     let mut registry = crate::metrics::registry(&telemetry);
     red.register(&mut registry);
@@ -165,8 +125,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     });
     let registry = Arc::new(registry);
 
-    let listener = bind(config.listen, "ingest").await?;
-    let metrics_listener = bind(config.metrics_listen, "metrics").await?;
+    let listener = bind(config.http.listen, "ingest").await?;
+    let metrics_listener = bind(config.http.metrics_listen, "metrics").await?;
     let addr = listener
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
@@ -185,11 +145,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         health,
         limiter,
         telemetry: telemetry.clone(),
-        auth: Auth::new(config.token.as_deref()),
-        max_body_bytes: config.max_body_bytes,
-        query_timeout: config.db_write_timeout,
+        auth: config.http.auth(),
+        max_body_bytes: config.http.max_body_bytes,
+        query_timeout: config.writer.db_write_timeout,
         port: addr.port(),
-        gateway_health_url: config.gateway_health_url.clone(),
+        gateway_health_url: config.http.gateway_health_url.clone(),
     });
     let server = serve(listener, http::router(state), http_stop_rx);
     let metrics_server = serve(
@@ -201,32 +161,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         buffer: buffer.clone(),
         store: store.clone(),
         telemetry: telemetry.clone(),
-        config: WriterConfig {
-            batch_max_rows: config.batch_max_rows as usize,
-            batch_max_bytes: config.batch_max_bytes,
-            initial_backoff: config.retry_initial_backoff,
-            max_backoff: config.retry_max_backoff,
-            write_timeout: config.db_write_timeout,
-            drain_timeout: config.drain_timeout,
-        },
+        config: config.writer.config(),
     };
     let writer = tokio::spawn(writer.run(writer_stop_rx));
     let mut background = vec![tokio::spawn(health::run_pinger(
         store.clone(),
         telemetry.clone(),
-        config.health_check_interval,
-        config.db_acquire_timeout,
+        config.health.health_check_interval,
+        config.store.db_acquire_timeout,
         tasks_stop_rx.clone(),
     ))];
-    if let Some(retention) = config.retention {
+    if let Some(retention) = config.retention.config() {
         background.push(tokio::spawn(crate::retention::run(
             store.clone(),
             telemetry.clone(),
-            crate::retention::RetentionConfig {
-                max_age: retention,
-                interval: config.retention_interval,
-                batch: config.retention_batch,
-            },
+            retention,
             tasks_stop_rx,
         )));
     }
