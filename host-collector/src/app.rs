@@ -219,7 +219,7 @@ async fn prepare_schema(store: &dyn Store) {
 }
 
 impl Running {
-    /// The buffer's queue levels and conservation counters.
+    /// The buffer's queue levels and conservation counters, now (the test harness polls it).
     pub fn snapshot(&self) -> QueueLevels {
         self.buffer.levels()
     }

@@ -53,7 +53,7 @@ pub fn metrics(source: &PipelineSource, stats: &OtlpStats, start: u64, now: u64)
     )];
     let mut exported = Vec::new();
     for (signal, name) in [(Signal::Spans, "spans"), (Signal::Metrics, "metrics")] {
-        let s = stats.snapshot(signal);
+        let s = stats.totals(signal);
         exported.push((vec![("signal", name.to_string())], s.exported));
         otlp_drops.extend(s.dropped.into_iter().map(|(reason, v)| {
             (
