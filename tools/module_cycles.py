@@ -7,10 +7,12 @@ Builds the graph of references between modules: `use crate::a::b`, `crate::a::b:
 more than one node (cycles). Items named after a module path (`crate::a::Type`) count as a
 reference to module `a`. `#[cfg(test)] mod tests` blocks are skipped: tests may reach anywhere.
 
-    python3 tools/module_cycles.py [host-collector/src] [--top] [--graph]
+    python3 tools/module_cycles.py [host-collector/src] [--top] [--graph] [--layers a,b,c]
 
 --top collapses every module to its top-level parent (`ingest::wire` -> `ingest`) before
-looking for cycles; --graph prints the edges. Exit status 1 when a cycle is found.
+looking for cycles; --graph prints the edges; --layers lists top-level modules from top to
+bottom and also reports every reference from a module to one above it in that list.
+Exit status 1 when a cycle (or an upward reference) is found.
 """
 import os
 import re
@@ -121,7 +123,13 @@ def sccs(graph):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    argv = sys.argv[1:]
+    layers = []
+    if "--layers" in argv:
+        i = argv.index("--layers")
+        layers = argv[i + 1].split(",")
+        del argv[i : i + 2]
+    args = [a for a in argv if not a.startswith("--")]
     src = args[0] if args else "host-collector/src"
     top = "--top" in sys.argv
     mods = modules(src)
@@ -137,11 +145,29 @@ def main():
     if "--graph" in sys.argv:
         for a in sorted(graph):
             print(f"{a} -> {', '.join(sorted(graph[a])) or '-'}")
+    status = 0
+    if layers:
+        rank = {name: i for i, name in enumerate(layers)}
+        upward = sorted(
+            (a, b)
+            for a, targets in graph.items()
+            for b in targets
+            if a.split("::")[0] in rank
+            and b.split("::")[0] in rank
+            and rank[b.split("::")[0]] < rank[a.split("::")[0]]
+        )
+        if upward:
+            status = 1
+            print(f"{src}: {len(upward)} reference(s) to a layer above:")
+            for a, b in upward:
+                print(f"  {a} -> {b}")
+        else:
+            print(f"{src}: layers {' > '.join(layers)}: no reference to a layer above")
     cycles = [c for c in sccs(graph) if len(c) > 1]
     level = "top-level modules" if top else "modules"
     if not cycles:
         print(f"{src}: no cycles among {len(graph)} {level}")
-        return 0
+        return status
     print(f"{src}: {len(cycles)} cycle(s) among {len(graph)} {level}:")
     for c in cycles:
         print("  " + " <-> ".join(c))

@@ -1,7 +1,9 @@
-//! The writer: one ordered worker that moves batches from the buffer to the store, retries
+//! The writer: one ordered worker that moves batches from its source (the buffer, through
+//! `BatchSource`, which the buffer implements) to the store, retries
 //! failed batches from the front with exponential backoff and jitter, and drains the queue
 //! within its own deadline at shutdown.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,8 +11,6 @@ use rand::RngExt;
 use tokio::sync::watch;
 use tokio::time::timeout_at;
 
-use crate::buffer::queue::Batch;
-use crate::buffer::Buffer;
 use crate::event::Row;
 use crate::internal_events::{BatchWriteFailed, BatchWriteTimed, BatchWritten, Telemetry};
 use crate::store::{Store, StoreError};
@@ -34,8 +34,32 @@ pub struct DrainReport {
     pub dropped: u64,
 }
 
-pub struct Writer {
-    pub buffer: Arc<Buffer>,
+/// What the writer needs from the layer above it: batches from the front, each handed back
+/// with its outcome. `buffer::Buffer` implements it; the writer does not import the buffer.
+pub trait BatchSource: Send + Sync + 'static {
+    type Batch: Send;
+    /// Waits until a batch of at most `max_rows` rows / `max_bytes` bytes (at least one row)
+    /// can be taken.
+    fn take(&self, max_rows: usize, max_bytes: usize) -> impl Future<Output = Self::Batch> + Send;
+    fn try_take(&self, max_rows: usize, max_bytes: usize) -> Option<Self::Batch>;
+    /// The batch's rows, for the store.
+    fn rows(batch: &Self::Batch) -> Vec<Row>;
+    /// The batch reached the store.
+    fn complete(&self, batch: Self::Batch);
+    /// The write failed: the batch goes back to the front, in order.
+    fn restore(&self, batch: Self::Batch);
+    /// The batch is given up at shutdown (counted).
+    fn abandon(&self, batch: Self::Batch);
+    /// Drops what is still waiting at shutdown (counted); returns how many rows.
+    fn drop_remaining(&self) -> usize;
+    /// Rows persisted so far.
+    fn persisted(&self) -> u64;
+    /// Rows held (waiting or in flight).
+    fn held(&self) -> u64;
+}
+
+pub struct Writer<S: BatchSource> {
+    pub buffer: Arc<S>,
     pub store: Arc<dyn Store>,
     pub telemetry: Arc<Telemetry>,
     pub config: WriterConfig,
@@ -82,7 +106,7 @@ enum Attempt {
     TimedOut,
 }
 
-impl Writer {
+impl<S: BatchSource> Writer<S> {
     /// Runs until `shutdown` turns true, then drains. Ingest must already be stopped (queue
     /// closed) when shutdown is signalled, so nothing arrives after the final count.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> DrainReport {
@@ -108,11 +132,11 @@ impl Writer {
 
     async fn drain(&self, backoff: &mut Backoff) -> DrainReport {
         let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
-        let before = self.buffer.levels().counters.persisted;
+        let before = self.buffer.persisted();
         tracing::info!(
             ev = "drain",
             msg = "draining queue",
-            entries = self.buffer.levels().held()
+            entries = self.buffer.held()
         );
         while let Some(batch) = self
             .buffer
@@ -137,7 +161,7 @@ impl Writer {
         }
         let dropped = self.buffer.drop_remaining() as u64;
         let report = DrainReport {
-            drained: self.buffer.levels().counters.persisted - before,
+            drained: self.buffer.persisted() - before,
             dropped,
         };
         tracing::info!(
@@ -151,12 +175,12 @@ impl Writer {
 
     async fn write(
         &self,
-        batch: Batch<Row>,
+        batch: S::Batch,
         deadline: tokio::time::Instant,
         drain_deadline: Option<tokio::time::Instant>,
         backoff: &mut Backoff,
     ) -> Attempt {
-        let rows: Vec<Row> = batch.items().cloned().collect();
+        let rows = S::rows(&batch);
         let started = Instant::now();
         let result = timeout_at(deadline, self.store.insert_batch(&rows)).await;
         self.telemetry.emit(BatchWriteTimed {
@@ -180,7 +204,7 @@ impl Writer {
                 Attempt::Written
             }
             Ok(Err(e)) => {
-                self.fail(batch, &e, backoff);
+                self.fail(batch, rows.len(), &e, backoff);
                 Attempt::Failed
             }
             Err(_) if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
@@ -192,20 +216,20 @@ impl Writer {
                     operation: "batch write",
                     after: self.config.write_timeout,
                 };
-                self.fail(batch, &e, backoff);
+                self.fail(batch, rows.len(), &e, backoff);
                 Attempt::Failed
             }
         }
     }
 
-    fn fail(&self, batch: Batch<Row>, error: &StoreError, backoff: &Backoff) {
+    fn fail(&self, batch: S::Batch, rows: usize, error: &StoreError, backoff: &Backoff) {
         self.telemetry.emit(BatchWriteFailed { error });
         tracing::warn!(
             ev = "db",
             msg = "batch write failed; batch kept at the front of the queue",
             error = %error,
             error_kind = error.kind(),
-            rows = batch.len(),
+            rows,
             failures = backoff.failures() + 1
         );
         self.buffer.restore(batch);

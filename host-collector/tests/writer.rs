@@ -80,7 +80,11 @@ fn row(seq: u64) -> Row {
     }
 }
 
-fn writer(store: Arc<FlakyStore>, buffer: Arc<Buffer>, telemetry: Arc<Telemetry>) -> Writer {
+fn writer(
+    store: Arc<FlakyStore>,
+    buffer: Arc<Buffer>,
+    telemetry: Arc<Telemetry>,
+) -> Writer<Buffer> {
     Writer {
         buffer,
         store,

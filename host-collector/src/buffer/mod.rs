@@ -3,8 +3,8 @@
 //! disk variant, the `spool` (an on-disk log of what was acknowledged) and its coordination:
 //! spool ordinals match queue ordinals, settled segments are released as the queue's low
 //! watermark passes them, what an earlier run left is replayed at start, and what shutdown
-//! could not write stays for the next start. Ingest pushes, the writer takes; neither knows
-//! whether a spool is there.
+//! could not write stays for the next start. Ingest pushes; the writer takes through
+//! `writer::BatchSource`, which `Buffer` implements; neither knows whether a spool is there.
 
 pub mod queue;
 pub mod spool;
@@ -20,6 +20,7 @@ use crate::event::Row;
 use crate::internal_events::{
     BufferReading, LiveReadings, Probe, SpoolReading, SpoolReplayed, Telemetry,
 };
+use crate::writer::BatchSource;
 use queue::{Batch, PushOutcome, Queue};
 use spool::{Spool, SpoolConfig};
 
@@ -213,35 +214,46 @@ impl Buffer {
     pub fn close(&self) {
         self.queue.close();
     }
+}
 
-    // The writer's end: batches from the front, handed back with one of the outcomes.
+/// The writer's end: batches from the front, handed back with one of the outcomes.
+impl BatchSource for Buffer {
+    type Batch = Batch<Row>;
 
-    pub async fn take(&self, max_rows: usize, max_bytes: usize) -> Batch<Row> {
+    async fn take(&self, max_rows: usize, max_bytes: usize) -> Batch<Row> {
         self.queue.take(max_rows, max_bytes).await
     }
 
-    pub fn try_take(&self, max_rows: usize, max_bytes: usize) -> Option<Batch<Row>> {
+    fn try_take(&self, max_rows: usize, max_bytes: usize) -> Option<Batch<Row>> {
         self.queue.try_take(max_rows, max_bytes)
     }
 
-    /// The batch reached the store.
-    pub fn complete(&self, batch: Batch<Row>) {
+    fn rows(batch: &Batch<Row>) -> Vec<Row> {
+        batch.items().cloned().collect()
+    }
+
+    fn complete(&self, batch: Batch<Row>) {
         self.queue.complete(batch);
     }
 
-    /// The write failed: the batch goes back to the front, in order.
-    pub fn restore(&self, batch: Batch<Row>) {
+    fn restore(&self, batch: Batch<Row>) {
         self.queue.restore(batch);
     }
 
-    /// The batch is given up at shutdown.
-    pub fn abandon(&self, batch: Batch<Row>) {
+    fn abandon(&self, batch: Batch<Row>) {
         self.queue.abandon(batch);
     }
 
-    /// Drops everything still waiting at shutdown, counted; returns how many.
-    pub fn drop_remaining(&self) -> usize {
+    fn drop_remaining(&self) -> usize {
         self.queue.drop_remaining()
+    }
+
+    fn persisted(&self) -> u64 {
+        self.queue.levels().counters.persisted
+    }
+
+    fn held(&self) -> u64 {
+        self.queue.levels().held()
     }
 }
 
