@@ -13,8 +13,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-pub use crate::internal_events::Labels;
-use crate::internal_events::Telemetry;
+use crate::internal_events::{Labels, Telemetry};
 
 /// Builds the registry served on `/metrics` from what the layers emitted into `telemetry`;
 /// the live figures are read from its probes at scrape time.

@@ -96,7 +96,7 @@ impl Ingestor {
         self
     }
 
-    /// Shared with the metrics collector, which reads the filter-reported totals.
+    /// The filter-reported drop totals; `app` registers it as a telemetry probe.
     pub fn status_tracker(&self) -> Arc<Mutex<StatusTracker>> {
         self.status.clone()
     }
