@@ -1,6 +1,6 @@
 //! Wiring: builds every layer from the configuration, runs the listeners and background
 //! tasks, and shuts them down in the order that loses nothing silently: stop HTTP, close the
-//! queue, drain the writer within its own deadline, then stop the rest.
+//! buffer, drain the writer within its own deadline, settle the buffer, then stop the rest.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,26 +10,20 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::accounting::{Accounting, AccountingCollector};
+use crate::accounting::AccountingCollector;
+use crate::buffer::{Buffer, QueueLevels, ReleaseTask};
 use crate::config::Config;
-use crate::event::Row;
-use crate::health::{self, DbHealth, Health, HealthConfig};
-use crate::http::{self, Auth, HttpState};
-use crate::ingest::{IngestLimits, Ingestor};
-use crate::metrics::{LiveState, Metrics};
-use crate::overload::Limiter;
-use crate::queue::{Queue, Snapshot};
-use crate::red::RedMetrics;
-use crate::spool::{Spool, SpoolConfig};
-use crate::store::{self, Store, StoreOptions};
-use crate::writer::{DrainReport, Writer, WriterConfig};
+use crate::health::{self, Health};
+use crate::http::{self, HttpState};
+use crate::ingest::Ingestor;
+use crate::internal_events::Telemetry;
+use crate::store::{self, Store};
+use crate::writer::{DrainReport, Writer};
 
 /// How long in-flight requests may take to finish once shutdown begins.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 /// Bound on schema preparation at startup; if it fails the writer retries on first use.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often settled spool segments are looked for and deleted.
-const SPOOL_RELEASE_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -46,8 +40,8 @@ impl std::error::Error for StartError {}
 pub struct Running {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    pub queue: Arc<Queue<Row>>,
-    pub metrics: Arc<Metrics>,
+    pub buffer: Arc<Buffer>,
+    pub telemetry: Arc<Telemetry>,
     http_stop: watch::Sender<bool>,
     writer_stop: watch::Sender<bool>,
     tasks_stop: watch::Sender<bool>,
@@ -55,81 +49,8 @@ pub struct Running {
     metrics_server: JoinHandle<()>,
     writer: JoinHandle<DrainReport>,
     background: Vec<JoinHandle<()>>,
-    spool: Option<SpoolReleaser>,
+    spool_release: Option<ReleaseTask>,
     otlp: Option<crate::otlp::Exporter>,
-}
-
-/// The task that deletes spool segments as their events settle. It is stopped before the
-/// shutdown drain, whose drops must stay in the spool for the next start.
-struct SpoolReleaser {
-    spool: Arc<Spool>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl SpoolReleaser {
-    fn start(spool: Arc<Spool>, queue: Arc<Queue<Row>>) -> Self {
-        let (stop, mut stop_rx) = watch::channel(false);
-        let task_spool = spool.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                task_spool.release_below(queue.low_watermark());
-                tokio::select! {
-                    _ = tokio::time::sleep(SPOOL_RELEASE_INTERVAL) => {}
-                    _ = stop_rx.wait_for(|s| *s) => return,
-                }
-            }
-        });
-        SpoolReleaser { spool, stop, task }
-    }
-
-    async fn stop(self) -> Arc<Spool> {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-        self.spool
-    }
-}
-
-fn open_spool(
-    config: &Config,
-) -> Result<Option<(Arc<Spool>, crate::spool::Recovered)>, StartError> {
-    let Some(dir) = &config.spool_dir else {
-        return Ok(None);
-    };
-    let (spool, recovered) = Spool::open(SpoolConfig {
-        dir: dir.clone(),
-        segment_bytes: config.spool_segment_bytes as u64,
-        fsync: config.spool_fsync,
-    })
-    .map_err(|e| StartError(format!("cannot open the spool: {e}")))?;
-    Ok(Some((Arc::new(spool), recovered)))
-}
-
-/// Queues what an earlier run acknowledged and may not have written, then deletes its files.
-fn replay_spool(
-    spool: &Spool,
-    mut recovered: crate::spool::Recovered,
-    ingestor: &Ingestor,
-    metrics: &Metrics,
-) -> Result<(), StartError> {
-    let found = recovered.rows.len();
-    let torn = recovered.torn_lines;
-    let queued = ingestor
-        .replay(std::mem::take(&mut recovered.rows))
-        .map_err(|e| StartError(format!("cannot re-spool recovered events: {}", e.0)))?;
-    spool.forget_recovered(recovered);
-    metrics.spool_replayed.inc_by(queued as u64);
-    metrics.spool_torn_lines.inc_by(torn);
-    if found > 0 || torn > 0 {
-        tracing::info!(
-            ev = "spool",
-            msg = "replayed events acknowledged by an earlier run",
-            found,
-            queued,
-            torn_lines = torn
-        );
-    }
-    Ok(())
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
@@ -160,86 +81,42 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     for (setting, value) in config.describe() {
         tracing::info!(ev = "config", msg = "setting", setting, value = %value);
     }
-    let store = store::open(
-        &config.database_url,
-        &StoreOptions {
-            max_connections: config.db_max_connections,
-            acquire_timeout: config.db_acquire_timeout,
-        },
-    )
-    .map_err(|e| StartError(e.to_string()))?;
+    let store = store::open(&config.store.database_url, &config.store.options())
+        .map_err(|e| StartError(e.to_string()))?;
     prepare_schema(store.as_ref()).await;
-    let spool = open_spool(config)?;
 
-    let metrics = Arc::new(Metrics::default());
-    let queue = Arc::new(Queue::<Row>::new(config.queue_budget));
-    let limiter = Limiter::new(
-        config.max_concurrent(),
-        config.max_concurrent_requests_wait_time,
-    );
-    let accounting = Arc::new(Accounting::new(
-        config.max_sources as usize,
-        config.max_drop_reasons as usize,
-    ));
-    let red = Arc::new(RedMetrics::new(
-        config.max_instance_labels as usize,
-        config.max_tool_labels as usize,
-    ));
-    let mut ingestor = Ingestor::new(
-        queue.clone(),
-        metrics.clone(),
-        &IngestLimits {
-            dedupe_window: config.dedupe_window,
-            dedupe_max_sources: config.max_sources as usize,
-            status_max_sources: config.max_sources as usize,
-            status_max_reasons: config.max_drop_reasons as usize,
-        },
-    )
-    .with_observer(accounting.clone())
-    .with_observer(red.clone());
-    let otlp = match config.otlp().map_err(StartError)? {
+    let telemetry = Arc::new(Telemetry::default());
+    let (buffer, recovered) =
+        Buffer::open(config.buffer.config(), telemetry.clone()).map_err(|e| StartError(e.0))?;
+    let buffer = Arc::new(buffer);
+    let limiter = config.http.limiter();
+    let accounting = Arc::new(config.ingest.accounting());
+    let red = Arc::new(config.ingest.red_metrics());
+    let mut ingestor = Ingestor::new(buffer.clone(), telemetry.clone(), &config.ingest.limits())
+        .with_observer(accounting.clone())
+        .with_observer(red.clone());
+    let otlp = match config.otlp.settings().map_err(StartError)? {
         Some(settings) => {
-            let pipeline = crate::otlp::pipeline::PipelineSource {
-                metrics: metrics.clone(),
-                queue: queue.clone(),
-                status: ingestor.status_tracker(),
-            };
-            let (exporter, hook) = crate::otlp::start(settings, Some(pipeline));
+            let (exporter, hook) = crate::otlp::start(settings, Some(telemetry.clone()));
             let collector = crate::otlp::OtlpCollector::new(&exporter, &hook);
             ingestor = ingestor.with_observer(hook);
             Some((exporter, collector))
         }
         None => None,
     };
-    let spool_releaser = match spool {
-        Some((spool, recovered)) => {
-            ingestor = ingestor.with_spool(spool.clone());
-            replay_spool(&spool, recovered, &ingestor, &metrics)?;
-            Some(SpoolReleaser::start(spool, queue.clone()))
-        }
-        None => None,
-    };
-    let spool = spool_releaser.as_ref().map(|r| r.spool.clone());
+    ingestor.replay(recovered).map_err(|e| StartError(e.0))?;
+    let spool_release = buffer.start_release();
     let ingestor = Arc::new(ingestor);
-    let db_health = Arc::new(DbHealth::default());
+    telemetry.add_probe(buffer.clone());
+    telemetry.add_probe(ingestor.status_tracker());
+    telemetry.add_probe(limiter.clone());
     let health = Arc::new(Health {
-        db: db_health.clone(),
-        queue: queue.clone(),
+        telemetry: telemetry.clone(),
+        buffer: buffer.clone(),
         limiter: limiter.clone(),
-        spool: spool.clone(),
-        config: HealthConfig {
-            queue_threshold: config.health_queue_threshold,
-            overload_after: config.max_concurrent_requests_health_wait_time,
-        },
+        config: config.health.config(),
     });
-    let mut registry = metrics.registry(LiveState {
-        queue: queue.clone(),
-        status: ingestor.status_tracker(),
-        limiter: limiter.clone(),
-        metrics: metrics.clone(),
-        spool,
-        db: db_health.clone(),
-    });
+    let mut registry = crate::metrics::registry(&telemetry);
     red.register(&mut registry);
     registry.register_collector(Box::new(AccountingCollector(accounting.clone())));
     let otlp = otlp.map(|(exporter, collector)| {
@@ -248,8 +125,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     });
     let registry = Arc::new(registry);
 
-    let listener = bind(config.listen, "ingest").await?;
-    let metrics_listener = bind(config.metrics_listen, "metrics").await?;
+    let listener = bind(config.http.listen, "ingest").await?;
+    let metrics_listener = bind(config.http.metrics_listen, "metrics").await?;
     let addr = listener
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
@@ -267,12 +144,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         store: store.clone(),
         health,
         limiter,
-        metrics: metrics.clone(),
-        auth: Auth::new(config.token.as_deref()),
-        max_body_bytes: config.max_body_bytes,
-        query_timeout: config.db_write_timeout,
+        telemetry: telemetry.clone(),
+        auth: config.http.auth(),
+        max_body_bytes: config.http.max_body_bytes,
+        query_timeout: config.writer.db_write_timeout,
         port: addr.port(),
-        gateway_health_url: config.gateway_health_url.clone(),
+        gateway_health_url: config.http.gateway_health_url.clone(),
     });
     let server = serve(listener, http::router(state), http_stop_rx);
     let metrics_server = serve(
@@ -281,37 +158,24 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks_stop_rx.clone(),
     );
     let writer = Writer {
-        queue: queue.clone(),
+        buffer: buffer.clone(),
         store: store.clone(),
-        metrics: metrics.clone(),
-        db_health: db_health.clone(),
-        config: WriterConfig {
-            batch_max_rows: config.batch_max_rows as usize,
-            batch_max_bytes: config.batch_max_bytes,
-            initial_backoff: config.retry_initial_backoff,
-            max_backoff: config.retry_max_backoff,
-            write_timeout: config.db_write_timeout,
-            drain_timeout: config.drain_timeout,
-        },
+        telemetry: telemetry.clone(),
+        config: config.writer.config(),
     };
     let writer = tokio::spawn(writer.run(writer_stop_rx));
     let mut background = vec![tokio::spawn(health::run_pinger(
         store.clone(),
-        db_health,
-        metrics.clone(),
-        config.health_check_interval,
-        config.db_acquire_timeout,
+        telemetry.clone(),
+        config.health.health_check_interval,
+        config.store.db_acquire_timeout,
         tasks_stop_rx.clone(),
     ))];
-    if let Some(retention) = config.retention {
+    if let Some(retention) = config.retention.config() {
         background.push(tokio::spawn(crate::retention::run(
             store.clone(),
-            metrics.clone(),
-            crate::retention::RetentionConfig {
-                max_age: retention,
-                interval: config.retention_interval,
-                batch: config.retention_batch,
-            },
+            telemetry.clone(),
+            retention,
             tasks_stop_rx,
         )));
     }
@@ -325,8 +189,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         metrics_addr,
-        queue,
-        metrics,
+        buffer,
+        telemetry,
         http_stop,
         writer_stop,
         tasks_stop,
@@ -334,26 +198,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         metrics_server,
         writer,
         background,
-        spool: spool_releaser,
+        spool_release,
         otlp,
     })
-}
-
-/// After the drain: an empty spool when everything was written; otherwise everything since
-/// the releaser stopped stays, and the next start replays it (what was written already is
-/// absorbed by the store's unique key).
-fn settle_spool(spool: &Spool, queue: &Queue<Row>) {
-    let unwritten = queue.snapshot().counters.dropped_shutdown;
-    if unwritten == 0 {
-        spool.release_below(queue.next_ordinal());
-        return;
-    }
-    tracing::warn!(
-        ev = "spool",
-        msg = "events not written at shutdown stay in the spool for the next start",
-        unwritten,
-        spool_bytes = spool.snapshot().bytes
-    );
 }
 
 async fn prepare_schema(store: &dyn Store) {
@@ -372,8 +219,9 @@ async fn prepare_schema(store: &dyn Store) {
 }
 
 impl Running {
-    pub fn snapshot(&self) -> Snapshot {
-        self.queue.snapshot()
+    /// The buffer's queue levels and conservation counters, now (the test harness polls it).
+    pub fn snapshot(&self) -> QueueLevels {
+        self.buffer.levels()
     }
 
     /// Stops accepting, drains the queue within the drain deadline, and stops everything.
@@ -392,25 +240,23 @@ impl Running {
         if let Some(otlp) = self.otlp {
             otlp.shutdown().await;
         }
-        let spool = match self.spool {
-            Some(releaser) => Some(releaser.stop().await),
-            None => None,
-        };
-        self.queue.close();
+        // Stopped before the drain: what the drain drops must stay in the spool.
+        if let Some(release) = self.spool_release {
+            release.stop().await;
+        }
+        self.buffer.close();
         let _ = self.writer_stop.send(true);
         let report = self.writer.await.unwrap_or_else(|e| {
             tracing::error!(ev = "shutdown", msg = "writer task failed", error = %e);
             DrainReport::default()
         });
-        if let Some(spool) = spool {
-            settle_spool(&spool, &self.queue);
-        }
+        self.buffer.settle();
         let _ = self.tasks_stop.send(true);
         for task in self.background {
             let _ = task.await;
         }
         let _ = self.metrics_server.await;
-        let c = self.queue.snapshot().counters;
+        let c = self.buffer.levels().counters;
         tracing::info!(
             ev = "shutdown",
             msg = "stopped",

@@ -1,22 +1,33 @@
-//! Configuration: every flag with its environment variable, value parsing with clear errors,
-//! and the redacted list of effective settings logged at startup.
+//! Configuration: every flag with its environment variable, grouped per layer (`HttpArgs`,
+//! `IngestArgs`, `BufferArgs`, `WriterArgs`, `StoreArgs`, `HealthArgs`, `RetentionArgs`,
+//! `OtlpArgs`, `LogArgs`, flattened into `Config`; one `--help` heading each), value parsing
+//! with clear errors, each group turned into its layer's typed config, and the redacted list
+//! of effective settings logged at startup. The top of the crate: only `app` and `main` use it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::store::redact_url;
+use crate::accounting::Accounting;
+use crate::buffer::spool::SpoolConfig;
+use crate::buffer::BufferConfig;
+use crate::health::HealthConfig;
+use crate::http::Auth;
+use crate::ingest::IngestLimits;
+pub use crate::logging::LogFormat;
+use crate::otlp::sender::Endpoint;
+use crate::otlp::OtlpSettings;
+use crate::overload::Limiter;
+use crate::red::RedMetrics;
+use crate::retention::RetentionConfig;
+use crate::store::{redact_url, StoreOptions};
+use crate::writer::WriterConfig;
 
 /// Shortest bearer token accepted: anything shorter is guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
-}
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -25,6 +36,38 @@ pub enum LogFormat {
     about = "Collects MCP gateway events from the Envoy filter and stores them in MySQL/MariaDB or SQLite"
 )]
 pub struct Config {
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+
+    #[command(flatten)]
+    pub buffer: BufferArgs,
+
+    #[command(flatten)]
+    pub writer: WriterArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub health: HealthArgs,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The main listener and the metrics listener: addresses, auth, body size, concurrency.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "HTTP")]
+pub struct HttpArgs {
     /// Ingest, query and health listener.
     #[arg(long, env = "COLLECTOR_LISTEN", default_value = "127.0.0.1:9400")]
     pub listen: SocketAddr,
@@ -36,14 +79,6 @@ pub struct Config {
         default_value = "127.0.0.1:9401"
     )]
     pub metrics_listen: SocketAddr,
-
-    /// mysql://user:pass@host:port/db or sqlite://path (file created if missing).
-    #[arg(
-        long,
-        env = "COLLECTOR_DATABASE_URL",
-        default_value = "sqlite://host-collector.db"
-    )]
-    pub database_url: String,
 
     /// Bearer token the filter must send (required unless --insecure-no-auth).
     #[arg(long, env = "COLLECTOR_TOKEN", hide_env_values = true, value_parser = parse_token,
@@ -58,58 +93,6 @@ pub struct Config {
     #[arg(long, env = "COLLECTOR_MAX_BODY_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
     pub max_body_bytes: usize,
 
-    /// Memory budget of the queue (event bytes plus a fixed per-entry overhead).
-    #[arg(long, env = "COLLECTOR_QUEUE_BUDGET", default_value = "200MiB", value_parser = parse_bytes)]
-    pub queue_budget: usize,
-
-    /// Directory of the on-disk spool: accepted events are appended there before the reply,
-    /// so a collector killed before writing them replays them at its next start. Off when
-    /// unset (a crash then loses what was acknowledged but not yet written).
-    #[arg(long, env = "COLLECTOR_SPOOL_DIR")]
-    pub spool_dir: Option<PathBuf>,
-
-    /// Size at which a spool segment file is sealed and a new one started.
-    #[arg(long, env = "COLLECTOR_SPOOL_SEGMENT_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
-    pub spool_segment_bytes: usize,
-
-    /// fdatasync the spool on every ingest request: survives power loss, costs a disk flush
-    /// per request. Without it the spool survives the process dying, not the machine.
-    #[arg(long, env = "COLLECTOR_SPOOL_FSYNC")]
-    pub spool_fsync: bool,
-
-    /// Most rows per write transaction.
-    #[arg(long, env = "COLLECTOR_BATCH_MAX_ROWS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub batch_max_rows: u32,
-
-    /// Most bytes per write transaction (at least one row is always written).
-    #[arg(long, env = "COLLECTOR_BATCH_MAX_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
-    pub batch_max_bytes: usize,
-
-    /// First retry delay after a failed write (doubles up to --retry-max-backoff, with jitter).
-    #[arg(long, env = "COLLECTOR_RETRY_INITIAL_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
-    pub retry_initial_backoff: Duration,
-
-    #[arg(long, env = "COLLECTOR_RETRY_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration)]
-    pub retry_max_backoff: Duration,
-
-    /// Bound on one batch write; a hung connection becomes a retry.
-    #[arg(long, env = "COLLECTOR_DB_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub db_write_timeout: Duration,
-
-    /// Database connections (the writer uses one; queries, pings and retention share the rest).
-    #[arg(long, env = "COLLECTOR_DB_MAX_CONNECTIONS", default_value_t = 4,
-          value_parser = clap::value_parser!(u32).range(2..=100))]
-    pub db_max_connections: u32,
-
-    /// Time to wait for a database connection before the operation counts as failed.
-    #[arg(long, env = "COLLECTOR_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub db_acquire_timeout: Duration,
-
-    /// At SIGTERM/SIGINT, time allowed to write out the queue; the rest counts as dropped.
-    #[arg(long, env = "COLLECTOR_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
-    pub drain_timeout: Duration,
-
     /// Concurrent request cap (default: 4 x CPUs).
     #[arg(long, env = "COLLECTOR_MAX_CONCURRENT_REQUESTS",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -119,18 +102,17 @@ pub struct Config {
     #[arg(long, env = "COLLECTOR_MAX_CONCURRENT_REQUESTS_WAIT_TIME", default_value = "1s", value_parser = parse_duration)]
     pub max_concurrent_requests_wait_time: Duration,
 
-    /// Saturation lasting this long turns /health into 503.
-    #[arg(long, env = "COLLECTOR_MAX_CONCURRENT_REQUESTS_HEALTH_WAIT_TIME", default_value = "5s", value_parser = parse_duration)]
-    pub max_concurrent_requests_health_wait_time: Duration,
+    /// The gateway's upstream health endpoint (the filter's `health_path` on Envoy, e.g.
+    /// http://127.0.0.1:10000/.well-known/mcp-gateway/health), shown by the audit view
+    /// through `GET /v1/upstreams`.
+    #[arg(long, env = "COLLECTOR_GATEWAY_HEALTH_URL", value_parser = parse_health_url)]
+    pub gateway_health_url: Option<String>,
+}
 
-    /// Queue fill ratio at which /health reports 503.
-    #[arg(long, env = "COLLECTOR_HEALTH_QUEUE_THRESHOLD", default_value_t = 0.9, value_parser = parse_ratio)]
-    pub health_queue_threshold: f64,
-
-    /// Interval of the background database ping.
-    #[arg(long, env = "COLLECTOR_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = parse_duration)]
-    pub health_check_interval: Duration,
-
+/// Dedupe, status records and the ingest observers' label bounds.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Ingest")]
+pub struct IngestArgs {
     /// Sequence numbers remembered per source for dedupe before the queue.
     #[arg(long, env = "COLLECTOR_DEDUPE_WINDOW", default_value_t = 4096,
           value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
@@ -156,7 +138,104 @@ pub struct Config {
     #[arg(long, env = "COLLECTOR_MAX_TOOL_LABELS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_tool_labels: u64,
+}
 
+/// The in-memory queue and the optional disk spool.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Buffer")]
+pub struct BufferArgs {
+    /// Memory budget of the queue (event bytes plus a fixed per-entry overhead).
+    #[arg(long, env = "COLLECTOR_QUEUE_BUDGET", default_value = "200MiB", value_parser = parse_bytes)]
+    pub queue_budget: usize,
+
+    /// Directory of the on-disk spool: accepted events are appended there before the reply,
+    /// so a collector killed before writing them replays them at its next start. Off when
+    /// unset (a crash then loses what was acknowledged but not yet written).
+    #[arg(long, env = "COLLECTOR_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Size at which a spool segment file is sealed and a new one started.
+    #[arg(long, env = "COLLECTOR_SPOOL_SEGMENT_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
+    pub spool_segment_bytes: usize,
+
+    /// fdatasync the spool on every ingest request: survives power loss, costs a disk flush
+    /// per request. Without it the spool survives the process dying, not the machine.
+    #[arg(long, env = "COLLECTOR_SPOOL_FSYNC")]
+    pub spool_fsync: bool,
+}
+
+/// Batches, retries and the shutdown drain.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Writer")]
+pub struct WriterArgs {
+    /// Most rows per write transaction.
+    #[arg(long, env = "COLLECTOR_BATCH_MAX_ROWS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_max_rows: u32,
+
+    /// Most bytes per write transaction (at least one row is always written).
+    #[arg(long, env = "COLLECTOR_BATCH_MAX_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
+    pub batch_max_bytes: usize,
+
+    /// First retry delay after a failed write (doubles up to --retry-max-backoff, with jitter).
+    #[arg(long, env = "COLLECTOR_RETRY_INITIAL_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
+    pub retry_initial_backoff: Duration,
+
+    #[arg(long, env = "COLLECTOR_RETRY_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration)]
+    pub retry_max_backoff: Duration,
+
+    /// Bound on one batch write; a hung connection becomes a retry.
+    #[arg(long, env = "COLLECTOR_DB_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub db_write_timeout: Duration,
+
+    /// At SIGTERM/SIGINT, time allowed to write out the queue; the rest counts as dropped.
+    #[arg(long, env = "COLLECTOR_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// The database and its connection pool.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Store")]
+pub struct StoreArgs {
+    /// mysql://user:pass@host:port/db or sqlite://path (file created if missing).
+    #[arg(
+        long,
+        env = "COLLECTOR_DATABASE_URL",
+        default_value = "sqlite://host-collector.db"
+    )]
+    pub database_url: String,
+
+    /// Database connections (the writer uses one; queries, pings and retention share the rest).
+    #[arg(long, env = "COLLECTOR_DB_MAX_CONNECTIONS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub db_max_connections: u32,
+
+    /// Time to wait for a database connection before the operation counts as failed.
+    #[arg(long, env = "COLLECTOR_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_acquire_timeout: Duration,
+}
+
+/// When `/health` turns 503, and the database ping.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Health")]
+pub struct HealthArgs {
+    /// Queue fill ratio at which /health reports 503.
+    #[arg(long, env = "COLLECTOR_HEALTH_QUEUE_THRESHOLD", default_value_t = 0.9, value_parser = parse_ratio)]
+    pub health_queue_threshold: f64,
+
+    /// Interval of the background database ping.
+    #[arg(long, env = "COLLECTOR_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// Saturation lasting this long turns /health into 503.
+    #[arg(long, env = "COLLECTOR_MAX_CONCURRENT_REQUESTS_HEALTH_WAIT_TIME", default_value = "5s", value_parser = parse_duration)]
+    pub max_concurrent_requests_health_wait_time: Duration,
+}
+
+/// Deleting old rows.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Retention")]
+pub struct RetentionArgs {
     /// Delete rows older than this (e.g. 30d); off when absent.
     #[arg(long, env = "COLLECTOR_RETENTION", value_parser = parse_duration)]
     pub retention: Option<Duration>,
@@ -168,13 +247,12 @@ pub struct Config {
     #[arg(long, env = "COLLECTOR_RETENTION_BATCH", default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub retention_batch: u32,
+}
 
-    /// The gateway's upstream health endpoint (the filter's `health_path` on Envoy, e.g.
-    /// http://127.0.0.1:10000/.well-known/mcp-gateway/health), shown by the audit view
-    /// through `GET /v1/upstreams`.
-    #[arg(long, env = "COLLECTOR_GATEWAY_HEALTH_URL", value_parser = parse_health_url)]
-    pub gateway_health_url: Option<String>,
-
+/// Spans and metrics to an OTLP/HTTP endpoint.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "OTLP export")]
+pub struct OtlpArgs {
     /// OTLP/HTTP endpoint (base URL, `http://host:port[/path]`): spans go to `/v1/traces`,
     /// metrics to `/v1/metrics`, as protobuf. Export is off when unset.
     #[arg(long, env = "COLLECTOR_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
@@ -235,7 +313,12 @@ pub struct Config {
     #[arg(long, env = "COLLECTOR_OTLP_MAX_SESSIONS", default_value_t = 100_000,
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub otlp_max_sessions: u32,
+}
 
+/// Log lines on stdout.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
     /// Log format on stdout.
     #[arg(
         long,
@@ -251,14 +334,113 @@ pub struct Config {
     pub log_level: tracing::Level,
 }
 
-impl Config {
+impl HttpArgs {
+    /// The concurrency cap: the flag, or 4 x CPUs.
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent_requests.map_or_else(
+            || 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n as usize,
+        )
+    }
+
+    pub fn limiter(&self) -> Arc<Limiter> {
+        Limiter::new(
+            self.max_concurrent(),
+            self.max_concurrent_requests_wait_time,
+        )
+    }
+
+    pub fn auth(&self) -> Auth {
+        Auth::new(self.token.as_deref())
+    }
+}
+
+impl IngestArgs {
+    pub fn limits(&self) -> IngestLimits {
+        IngestLimits {
+            dedupe_window: self.dedupe_window,
+            dedupe_max_sources: self.max_sources as usize,
+            status_max_sources: self.max_sources as usize,
+            status_max_reasons: self.max_drop_reasons as usize,
+        }
+    }
+
+    /// The per-source loss accounting, bounded like the status tracker.
+    pub fn accounting(&self) -> Accounting {
+        Accounting::new(self.max_sources as usize, self.max_drop_reasons as usize)
+    }
+
+    pub fn red_metrics(&self) -> RedMetrics {
+        RedMetrics::new(
+            self.max_instance_labels as usize,
+            self.max_tool_labels as usize,
+        )
+    }
+}
+
+impl BufferArgs {
+    pub fn config(&self) -> BufferConfig {
+        BufferConfig {
+            budget: self.queue_budget,
+            spool: self.spool_dir.as_ref().map(|dir| SpoolConfig {
+                dir: dir.clone(),
+                segment_bytes: self.spool_segment_bytes as u64,
+                fsync: self.spool_fsync,
+            }),
+        }
+    }
+}
+
+impl WriterArgs {
+    pub fn config(&self) -> WriterConfig {
+        WriterConfig {
+            batch_max_rows: self.batch_max_rows as usize,
+            batch_max_bytes: self.batch_max_bytes,
+            initial_backoff: self.retry_initial_backoff,
+            max_backoff: self.retry_max_backoff,
+            write_timeout: self.db_write_timeout,
+            drain_timeout: self.drain_timeout,
+        }
+    }
+}
+
+impl StoreArgs {
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.db_max_connections,
+            acquire_timeout: self.db_acquire_timeout,
+        }
+    }
+}
+
+impl HealthArgs {
+    pub fn config(&self) -> HealthConfig {
+        HealthConfig {
+            queue_threshold: self.health_queue_threshold,
+            overload_after: self.max_concurrent_requests_health_wait_time,
+        }
+    }
+}
+
+impl RetentionArgs {
+    /// `None` when retention is off.
+    pub fn config(&self) -> Option<RetentionConfig> {
+        self.retention.map(|max_age| RetentionConfig {
+            max_age,
+            interval: self.retention_interval,
+            batch: self.retention_batch,
+        })
+    }
+}
+
+impl OtlpArgs {
     /// The export settings, when an endpoint is configured.
-    pub fn otlp(&self) -> Result<Option<crate::otlp::OtlpSettings>, String> {
+    pub fn settings(&self) -> Result<Option<OtlpSettings>, String> {
         let Some(url) = &self.otlp_endpoint else {
             return Ok(None);
         };
-        Ok(Some(crate::otlp::OtlpSettings {
-            endpoint: crate::otlp::sender::Endpoint::parse(url, &self.otlp_headers)?,
+        Ok(Some(OtlpSettings {
+            endpoint: Endpoint::parse(url, &self.otlp_headers)?,
             service_name: self.otlp_service_name.clone(),
             sampling_ratio: self.otlp_sampling_ratio,
             queue_events: self.otlp_queue_events as usize,
@@ -271,106 +453,134 @@ impl Config {
             max_sessions: self.otlp_max_sessions as usize,
         }))
     }
+}
 
-    pub fn max_concurrent(&self) -> usize {
-        self.max_concurrent_requests.map_or_else(
-            || 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
-            |n| n as usize,
-        )
-    }
-
+impl Config {
     /// Every effective setting, secrets redacted, for the startup log.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let d = |v: Duration| format!("{v:?}");
-        let token = match &self.token {
+        let token = match &self.http.token {
             Some(t) => format!("set ({} chars)", t.len()),
             None => "none (insecure, no auth)".into(),
         };
         vec![
-            ("listen", self.listen.to_string()),
-            ("metrics_listen", self.metrics_listen.to_string()),
-            ("database_url", redact_url(&self.database_url)),
+            ("listen", self.http.listen.to_string()),
+            ("metrics_listen", self.http.metrics_listen.to_string()),
+            ("database_url", redact_url(&self.store.database_url)),
             ("token", token),
-            ("insecure_no_auth", self.insecure_no_auth.to_string()),
-            ("max_body_bytes", self.max_body_bytes.to_string()),
-            ("queue_budget", self.queue_budget.to_string()),
+            ("insecure_no_auth", self.http.insecure_no_auth.to_string()),
+            ("max_body_bytes", self.http.max_body_bytes.to_string()),
+            ("queue_budget", self.buffer.queue_budget.to_string()),
             (
                 "spool_dir",
-                self.spool_dir
+                self.buffer
+                    .spool_dir
                     .as_ref()
                     .map_or_else(|| "off".into(), |d| d.display().to_string()),
             ),
-            ("spool_segment_bytes", self.spool_segment_bytes.to_string()),
-            ("spool_fsync", self.spool_fsync.to_string()),
-            ("batch_max_rows", self.batch_max_rows.to_string()),
-            ("batch_max_bytes", self.batch_max_bytes.to_string()),
-            ("retry_initial_backoff", d(self.retry_initial_backoff)),
-            ("retry_max_backoff", d(self.retry_max_backoff)),
-            ("db_write_timeout", d(self.db_write_timeout)),
-            ("db_max_connections", self.db_max_connections.to_string()),
-            ("db_acquire_timeout", d(self.db_acquire_timeout)),
-            ("drain_timeout", d(self.drain_timeout)),
-            ("max_concurrent_requests", self.max_concurrent().to_string()),
+            (
+                "spool_segment_bytes",
+                self.buffer.spool_segment_bytes.to_string(),
+            ),
+            ("spool_fsync", self.buffer.spool_fsync.to_string()),
+            ("batch_max_rows", self.writer.batch_max_rows.to_string()),
+            ("batch_max_bytes", self.writer.batch_max_bytes.to_string()),
+            (
+                "retry_initial_backoff",
+                d(self.writer.retry_initial_backoff),
+            ),
+            ("retry_max_backoff", d(self.writer.retry_max_backoff)),
+            ("db_write_timeout", d(self.writer.db_write_timeout)),
+            (
+                "db_max_connections",
+                self.store.db_max_connections.to_string(),
+            ),
+            ("db_acquire_timeout", d(self.store.db_acquire_timeout)),
+            ("drain_timeout", d(self.writer.drain_timeout)),
+            (
+                "max_concurrent_requests",
+                self.http.max_concurrent().to_string(),
+            ),
             (
                 "max_concurrent_requests_wait_time",
-                d(self.max_concurrent_requests_wait_time),
+                d(self.http.max_concurrent_requests_wait_time),
             ),
             (
                 "max_concurrent_requests_health_wait_time",
-                d(self.max_concurrent_requests_health_wait_time),
+                d(self.health.max_concurrent_requests_health_wait_time),
             ),
             (
                 "health_queue_threshold",
-                self.health_queue_threshold.to_string(),
+                self.health.health_queue_threshold.to_string(),
             ),
-            ("health_check_interval", d(self.health_check_interval)),
-            ("dedupe_window", self.dedupe_window.to_string()),
-            ("max_sources", self.max_sources.to_string()),
-            ("max_drop_reasons", self.max_drop_reasons.to_string()),
-            ("max_instance_labels", self.max_instance_labels.to_string()),
-            ("max_tool_labels", self.max_tool_labels.to_string()),
-            ("retention", self.retention.map_or_else(|| "off".into(), d)),
+            (
+                "health_check_interval",
+                d(self.health.health_check_interval),
+            ),
+            ("dedupe_window", self.ingest.dedupe_window.to_string()),
+            ("max_sources", self.ingest.max_sources.to_string()),
+            ("max_drop_reasons", self.ingest.max_drop_reasons.to_string()),
+            (
+                "max_instance_labels",
+                self.ingest.max_instance_labels.to_string(),
+            ),
+            ("max_tool_labels", self.ingest.max_tool_labels.to_string()),
+            (
+                "retention",
+                self.retention.retention.map_or_else(|| "off".into(), d),
+            ),
             (
                 "gateway_health_url",
-                self.gateway_health_url
+                self.http
+                    .gateway_health_url
                     .clone()
                     .unwrap_or_else(|| "off".into()),
             ),
             (
                 "otlp_endpoint",
-                self.otlp_endpoint.clone().unwrap_or_else(|| "off".into()),
+                self.otlp
+                    .otlp_endpoint
+                    .clone()
+                    .unwrap_or_else(|| "off".into()),
             ),
             (
                 "otlp_headers",
-                self.otlp_headers
+                self.otlp
+                    .otlp_headers
                     .iter()
                     .map(|(name, _)| format!("{name}=***"))
                     .collect::<Vec<_>>()
                     .join(","),
             ),
-            ("otlp_sampling_ratio", self.otlp_sampling_ratio.to_string()),
-            ("otlp_service_name", self.otlp_service_name.clone()),
-            ("otlp_queue_events", self.otlp_queue_events.to_string()),
+            (
+                "otlp_sampling_ratio",
+                self.otlp.otlp_sampling_ratio.to_string(),
+            ),
+            ("otlp_service_name", self.otlp.otlp_service_name.clone()),
+            ("otlp_queue_events", self.otlp.otlp_queue_events.to_string()),
             (
                 "otlp_max_batch_spans",
-                self.otlp_max_batch_spans.to_string(),
+                self.otlp.otlp_max_batch_spans.to_string(),
             ),
             (
                 "otlp_max_pending_batches",
-                self.otlp_max_pending_batches.to_string(),
+                self.otlp.otlp_max_pending_batches.to_string(),
             ),
-            ("otlp_flush_interval", d(self.otlp_flush_interval)),
-            ("otlp_export_timeout", d(self.otlp_export_timeout)),
-            ("otlp_metrics_interval", d(self.otlp_metrics_interval)),
-            ("otlp_max_series", self.otlp_max_series.to_string()),
-            ("otlp_max_sessions", self.otlp_max_sessions.to_string()),
-            ("retention_interval", d(self.retention_interval)),
-            ("retention_batch", self.retention_batch.to_string()),
+            ("otlp_flush_interval", d(self.otlp.otlp_flush_interval)),
+            ("otlp_export_timeout", d(self.otlp.otlp_export_timeout)),
+            ("otlp_metrics_interval", d(self.otlp.otlp_metrics_interval)),
+            ("otlp_max_series", self.otlp.otlp_max_series.to_string()),
+            ("otlp_max_sessions", self.otlp.otlp_max_sessions.to_string()),
+            ("retention_interval", d(self.retention.retention_interval)),
+            (
+                "retention_batch",
+                self.retention.retention_batch.to_string(),
+            ),
             (
                 "log_format",
-                format!("{:?}", self.log_format).to_lowercase(),
+                format!("{:?}", self.log.log_format).to_lowercase(),
             ),
-            ("log_level", self.log_level.to_string().to_lowercase()),
+            ("log_level", self.log.log_level.to_string().to_lowercase()),
         ]
     }
 }
@@ -389,7 +599,7 @@ fn parse_health_url(s: &str) -> Result<String, String> {
 }
 
 fn parse_otlp_endpoint(s: &str) -> Result<String, String> {
-    crate::otlp::sender::Endpoint::parse(s, &[]).map(|_| s.to_string())
+    Endpoint::parse(s, &[]).map(|_| s.to_string())
 }
 
 /// `name=value`, both valid in an HTTP header.
@@ -398,7 +608,7 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| "expected name=value".to_string())?;
     let (name, value) = (name.trim().to_string(), value.trim().to_string());
-    crate::otlp::sender::Endpoint::parse("http://x:1", &[(name.clone(), value.clone())])
+    Endpoint::parse("http://x:1", &[(name.clone(), value.clone())])
         .map_err(|_| format!("header {name:?}: not a valid HTTP header name and value"))?;
     Ok((name, value))
 }
@@ -499,6 +709,29 @@ mod tests {
     }
 
     #[test]
+    fn groups_keep_every_flag_and_map_to_layer_configs() {
+        use clap::CommandFactory;
+        Config::command().debug_assert();
+        let c = Config::try_parse_from([
+            "host-collector",
+            "--insecure-no-auth",
+            "--spool-dir",
+            "/tmp/spool",
+            "--batch-max-rows",
+            "7",
+            "--retention",
+            "30d",
+        ])
+        .expect("valid flags");
+        let buffer = c.buffer.config();
+        assert_eq!(buffer.budget, 200 << 20);
+        assert!(buffer.spool.is_some_and(|s| s.segment_bytes == 16 << 20));
+        assert_eq!(c.writer.config().batch_max_rows, 7);
+        assert!(c.retention.config().is_some());
+        assert!(c.otlp.settings().expect("no endpoint").is_none());
+    }
+
+    #[test]
     fn token_is_required_unless_insecure() {
         let err = Config::try_parse_from(["host-collector"]).expect_err("no token");
         assert!(err.to_string().contains("--token"), "{err}");
@@ -537,7 +770,7 @@ mod tests {
         ])
         .expect("valid flags");
         assert_eq!(
-            c.otlp_headers,
+            c.otlp.otlp_headers,
             [("x-api-key".into(), "otlp-secret-value".into())]
         );
         let text = format!("{:?}", c.describe());

@@ -1,60 +1,17 @@
 //! Health: the checks behind `GET /health` (database reachable and writable, queue pressure,
-//! sustained overload) and the background database pinger. Healthy is 200, anything else 503.
+//! sustained overload, spool) and the background database pinger, whose outcomes it emits as
+//! `DbPinged` events. Healthy is 200, anything else 503.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::event::Row;
-use crate::metrics::Metrics;
+use crate::buffer::Buffer;
+use crate::internal_events::{DbPinged, Telemetry};
 use crate::overload::Limiter;
-use crate::queue::Queue;
-use crate::spool::Spool;
-use crate::store::Store;
-
-/// Latest database outcomes, from the pinger and from the writer.
-#[derive(Default)]
-pub struct DbHealth {
-    state: Mutex<DbState>,
-}
-
-#[derive(Default, Clone)]
-struct DbState {
-    ping: Option<Result<(), String>>,
-    write: Option<Result<(), String>>,
-}
-
-impl DbHealth {
-    fn update(&self, f: impl FnOnce(&mut DbState)) {
-        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-
-    pub fn record_ok(&self) {
-        self.update(|s| s.write = Some(Ok(())));
-    }
-
-    pub fn record_error(&self, error: &dyn std::fmt::Display) {
-        let message = error.to_string();
-        self.update(|s| s.write = Some(Err(message)));
-    }
-
-    fn record_ping(&self, result: Result<(), String>) {
-        self.update(|s| s.ping = Some(result));
-    }
-
-    /// What `/health`'s database check says: the last ping succeeded and the last write did
-    /// not fail.
-    pub fn up(&self) -> bool {
-        let state = self.state();
-        matches!(state.ping, Some(Ok(()))) && !matches!(state.write, Some(Err(_)))
-    }
-
-    fn state(&self) -> DbState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
+use crate::store::{Store, StoreError};
 
 pub struct HealthConfig {
     /// Queue fill ratio (bytes / budget) at which the queue check fails.
@@ -64,10 +21,9 @@ pub struct HealthConfig {
 }
 
 pub struct Health {
-    pub db: Arc<DbHealth>,
-    pub queue: Arc<Queue<Row>>,
+    pub telemetry: Arc<Telemetry>,
+    pub buffer: Arc<Buffer>,
     pub limiter: Arc<Limiter>,
-    pub spool: Option<Arc<Spool>>,
     pub config: HealthConfig,
 }
 
@@ -90,8 +46,8 @@ impl Health {
     }
 
     fn database_check(&self) -> (bool, Value) {
-        let state = self.db.state();
-        let ok = self.db.up();
+        let state = self.telemetry.db_outcomes();
+        let ok = state.up();
         let describe = |r: &Option<Result<(), String>>| match r {
             None => json!("unknown"),
             Some(Ok(())) => json!("ok"),
@@ -104,7 +60,7 @@ impl Health {
     }
 
     fn queue_check(&self) -> (bool, Value) {
-        let snap = self.queue.snapshot();
+        let snap = self.buffer.levels();
         let fill = snap.bytes as f64 / snap.budget.max(1) as f64;
         let ok = fill < self.config.queue_threshold;
         (
@@ -122,10 +78,9 @@ impl Health {
     }
 
     fn spool_check(&self) -> (bool, Value) {
-        let Some(spool) = &self.spool else {
+        let Some(snap) = self.buffer.spool_levels() else {
             return (true, json!({ "ok": true, "enabled": false }));
         };
-        let snap = spool.snapshot();
         let ok = !snap.failing;
         (
             ok,
@@ -157,8 +112,7 @@ impl Health {
 /// Pings the store every `interval` until shutdown.
 pub async fn run_pinger(
     store: Arc<dyn Store>,
-    db: Arc<DbHealth>,
-    metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
     interval: Duration,
     timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -168,7 +122,11 @@ pub async fn run_pinger(
         let result = match tokio::time::timeout(timeout, store.ping()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("ping timed out after {timeout:?}")),
+            Err(_) => Err(StoreError::Timeout {
+                operation: "ping",
+                after: timeout,
+            }
+            .to_string()),
         };
         let ok = result.is_ok();
         if last_ok != Some(ok) {
@@ -177,11 +135,8 @@ pub async fn run_pinger(
                 Err(e) => tracing::warn!(ev = "db", msg = "database unreachable", error = %e),
             }
         }
-        if !ok {
-            metrics.db_errors.inc();
-        }
         last_ok = Some(ok);
-        db.record_ping(result);
+        telemetry.emit(DbPinged { result });
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait_for(|s| *s) => return,

@@ -7,7 +7,7 @@ use host_collector::{app, config::Config, logging};
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    if let Err(e) = logging::init(config.log_format, config.log_level) {
+    if let Err(e) = logging::init(config.log.log_format, config.log.log_level) {
         eprintln!("host-collector: cannot set up logging: {e}");
         return ExitCode::FAILURE;
     }

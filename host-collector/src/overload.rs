@@ -82,6 +82,12 @@ impl Limiter {
     }
 }
 
+impl crate::internal_events::Probe for Limiter {
+    fn read(&self, readings: &mut crate::internal_events::LiveReadings) {
+        readings.in_flight_requests = self.in_use() as u64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

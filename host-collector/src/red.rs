@@ -15,7 +15,7 @@ use mcp_contract::{methods, Outcome};
 
 use crate::ingest::wire::ResponseFields;
 use crate::ingest::{EventOutcome, IngestObserver, IngestedEvent};
-use crate::metrics::Labels;
+use crate::internal_events::Labels;
 
 /// Label value that folded values become.
 pub const OTHER_LABEL: &str = "_other";

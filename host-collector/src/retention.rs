@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::internal_events::{RowsExpired, Telemetry};
 use crate::store::Store;
 
 pub struct RetentionConfig {
@@ -35,14 +35,14 @@ pub async fn sweep(store: &dyn Store, config: &RetentionConfig) -> Result<u64, S
 
 pub async fn run(
     store: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
     config: RetentionConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         match sweep(store.as_ref(), &config).await {
             Ok(n) => {
-                metrics.retention_deleted.inc_by(n);
+                telemetry.emit(RowsExpired { count: n });
                 if n > 0 {
                     tracing::info!(ev = "retention", msg = "old rows deleted", rows = n);
                 }

@@ -1,7 +1,9 @@
-//! The writer: one ordered worker that moves batches from the queue to the store, retries
+//! The writer: one ordered worker that moves batches from its source (the buffer, through
+//! `BatchSource`, which the buffer implements) to the store, retries
 //! failed batches from the front with exponential backoff and jitter, and drains the queue
 //! within its own deadline at shutdown.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,9 +12,7 @@ use tokio::sync::watch;
 use tokio::time::timeout_at;
 
 use crate::event::Row;
-use crate::health::DbHealth;
-use crate::metrics::Metrics;
-use crate::queue::{Batch, Queue};
+use crate::internal_events::{BatchWriteFailed, BatchWriteTimed, BatchWritten, Telemetry};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -34,11 +34,34 @@ pub struct DrainReport {
     pub dropped: u64,
 }
 
-pub struct Writer {
-    pub queue: Arc<Queue<Row>>,
+/// What the writer needs from the layer above it: batches from the front, each handed back
+/// with its outcome. `buffer::Buffer` implements it; the writer does not import the buffer.
+pub trait BatchSource: Send + Sync + 'static {
+    type Batch: Send;
+    /// Waits until a batch of at most `max_rows` rows / `max_bytes` bytes (at least one row)
+    /// can be taken.
+    fn take(&self, max_rows: usize, max_bytes: usize) -> impl Future<Output = Self::Batch> + Send;
+    fn try_take(&self, max_rows: usize, max_bytes: usize) -> Option<Self::Batch>;
+    /// The batch's rows, for the store.
+    fn rows(batch: &Self::Batch) -> Vec<Row>;
+    /// The batch reached the store.
+    fn complete(&self, batch: Self::Batch);
+    /// The write failed: the batch goes back to the front, in order.
+    fn restore(&self, batch: Self::Batch);
+    /// The batch is given up at shutdown (counted).
+    fn abandon(&self, batch: Self::Batch);
+    /// Drops what is still waiting at shutdown (counted); returns how many rows.
+    fn drop_remaining(&self) -> usize;
+    /// Rows persisted so far.
+    fn persisted(&self) -> u64;
+    /// Rows held (waiting or in flight).
+    fn held(&self) -> u64;
+}
+
+pub struct Writer<S: BatchSource> {
+    pub buffer: Arc<S>,
     pub store: Arc<dyn Store>,
-    pub metrics: Arc<Metrics>,
-    pub db_health: Arc<DbHealth>,
+    pub telemetry: Arc<Telemetry>,
     pub config: WriterConfig,
 }
 
@@ -83,14 +106,14 @@ enum Attempt {
     TimedOut,
 }
 
-impl Writer {
+impl<S: BatchSource> Writer<S> {
     /// Runs until `shutdown` turns true, then drains. Ingest must already be stopped (queue
     /// closed) when shutdown is signalled, so nothing arrives after the final count.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> DrainReport {
         let mut backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
         loop {
             let batch = tokio::select! {
-                b = self.queue.take(self.config.batch_max_rows, self.config.batch_max_bytes) => b,
+                b = self.buffer.take(self.config.batch_max_rows, self.config.batch_max_bytes) => b,
                 _ = shutdown.wait_for(|s| *s) => break,
             };
             // The write itself is never cancelled by shutdown: its bound is the write timeout.
@@ -109,14 +132,14 @@ impl Writer {
 
     async fn drain(&self, backoff: &mut Backoff) -> DrainReport {
         let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
-        let before = self.queue.snapshot().counters.persisted;
+        let before = self.buffer.persisted();
         tracing::info!(
             ev = "drain",
             msg = "draining queue",
-            entries = self.queue.snapshot().held()
+            entries = self.buffer.held()
         );
         while let Some(batch) = self
-            .queue
+            .buffer
             .try_take(self.config.batch_max_rows, self.config.batch_max_bytes)
         {
             let write_deadline =
@@ -136,9 +159,9 @@ impl Writer {
                 }
             }
         }
-        let dropped = self.queue.drop_remaining() as u64;
+        let dropped = self.buffer.drop_remaining() as u64;
         let report = DrainReport {
-            drained: self.queue.snapshot().counters.persisted - before,
+            drained: self.buffer.persisted() - before,
             dropped,
         };
         tracing::info!(
@@ -152,23 +175,24 @@ impl Writer {
 
     async fn write(
         &self,
-        batch: Batch<Row>,
+        batch: S::Batch,
         deadline: tokio::time::Instant,
         drain_deadline: Option<tokio::time::Instant>,
         backoff: &mut Backoff,
     ) -> Attempt {
-        let rows: Vec<Row> = batch.items().cloned().collect();
+        let rows = S::rows(&batch);
         let started = Instant::now();
         let result = timeout_at(deadline, self.store.insert_batch(&rows)).await;
-        self.metrics
-            .write_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.telemetry.emit(BatchWriteTimed {
+            elapsed: started.elapsed(),
+        });
         match result {
             Ok(Ok(inserted)) => {
-                self.metrics.batch_rows.observe(rows.len() as f64);
-                self.metrics
-                    .count_duplicates("store", rows.len() as u64 - inserted.min(rows.len() as u64));
-                self.queue.complete(batch);
+                self.telemetry.emit(BatchWritten {
+                    rows: rows.len() as u64,
+                    inserted,
+                });
+                self.buffer.complete(batch);
                 if backoff.failures() > 0 {
                     tracing::info!(
                         ev = "db",
@@ -177,39 +201,38 @@ impl Writer {
                     );
                 }
                 backoff.reset();
-                self.db_health.record_ok();
                 Attempt::Written
             }
             Ok(Err(e)) => {
-                self.fail(batch, &e, backoff);
+                self.fail(batch, rows.len(), &e, backoff);
                 Attempt::Failed
             }
             Err(_) if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
-                self.queue.abandon(batch);
+                self.buffer.abandon(batch);
                 Attempt::TimedOut
             }
             Err(_) => {
-                let e = StoreError::Config(format!(
-                    "batch write timed out after {:?}",
-                    self.config.write_timeout
-                ));
-                self.fail(batch, &e, backoff);
+                let e = StoreError::Timeout {
+                    operation: "batch write",
+                    after: self.config.write_timeout,
+                };
+                self.fail(batch, rows.len(), &e, backoff);
                 Attempt::Failed
             }
         }
     }
 
-    fn fail(&self, batch: Batch<Row>, error: &StoreError, backoff: &Backoff) {
-        self.metrics.db_errors.inc();
-        self.db_health.record_error(error);
+    fn fail(&self, batch: S::Batch, rows: usize, error: &StoreError, backoff: &Backoff) {
+        self.telemetry.emit(BatchWriteFailed { error });
         tracing::warn!(
             ev = "db",
             msg = "batch write failed; batch kept at the front of the queue",
             error = %error,
-            rows = batch.len(),
+            error_kind = error.kind(),
+            rows,
             failures = backoff.failures() + 1
         );
-        self.queue.restore(batch);
+        self.buffer.restore(batch);
     }
 }
 

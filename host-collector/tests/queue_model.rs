@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use host_collector::queue::{Batch, Queue, Weighted};
+use host_collector::buffer::queue::{Batch, Queue, Weighted};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,7 +145,7 @@ fn run(budget: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Take { .. } => {}
         }
-        let snap = queue.snapshot();
+        let snap = queue.levels();
         let c = snap.counters;
         prop_assert!(
             snap.bytes <= budget,

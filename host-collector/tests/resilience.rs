@@ -164,7 +164,7 @@ async fn shutdown_drains_the_queue_and_counts_what_cannot_be_written() {
         proxy.cut();
         let running = start(&db.url_via(proxy.port), &["--drain-timeout", "300ms"]).await;
         post(running.addr, events("vm-b", 1..=30)).await;
-        let queue = running.queue.clone();
+        let buffer = running.buffer.clone();
         let started = std::time::Instant::now();
         let report = running.shutdown().await;
         assert!(
@@ -172,7 +172,7 @@ async fn shutdown_drains_the_queue_and_counts_what_cannot_be_written() {
             "bounded by the drain deadline"
         );
         assert_eq!(report.dropped, 30);
-        let c = queue.snapshot().counters;
+        let c = buffer.levels().counters;
         assert_eq!(c.dropped_shutdown, 30);
         assert_eq!(
             c.received,

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
+use host_collector::buffer::Buffer;
 use host_collector::event::{Level, Row};
-use host_collector::health::DbHealth;
-use host_collector::metrics::Metrics;
-use host_collector::queue::Queue;
+use host_collector::internal_events::Telemetry;
 use host_collector::store::{BoxFuture, LogQuery, Store, StoreError, StoredRow};
 use host_collector::writer::{Writer, WriterConfig};
 use tokio::sync::watch;
@@ -36,7 +35,7 @@ impl Store for FlakyStore {
             let left = self.failures_left.load(Ordering::SeqCst);
             if left > 0 {
                 self.failures_left.store(left - 1, Ordering::SeqCst);
-                return Err(StoreError::Config("injected failure".into()));
+                return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
             }
             self.batch_sizes.lock().expect("lock").push(rows.len());
             self.stored
@@ -81,12 +80,15 @@ fn row(seq: u64) -> Row {
     }
 }
 
-fn writer(store: Arc<FlakyStore>, queue: Arc<Queue<Row>>, metrics: Arc<Metrics>) -> Writer {
+fn writer(
+    store: Arc<FlakyStore>,
+    buffer: Arc<Buffer>,
+    telemetry: Arc<Telemetry>,
+) -> Writer<Buffer> {
     Writer {
-        queue,
+        buffer,
         store,
-        metrics,
-        db_health: Arc::new(DbHealth::default()),
+        telemetry,
         config: WriterConfig {
             batch_max_rows: 7,
             batch_max_bytes: 1 << 20,
@@ -110,13 +112,15 @@ async fn wait_for(what: &str, check: impl Fn() -> bool) {
 async fn failed_batches_are_retried_in_order() {
     let store = Arc::new(FlakyStore::default());
     store.failures_left.store(3, Ordering::SeqCst);
-    let queue = Arc::new(Queue::new(1 << 20));
-    let metrics = Arc::new(Metrics::default());
+    let telemetry = Arc::new(Telemetry::default());
+    let buffer = Arc::new(Buffer::memory(1 << 20, telemetry.clone()));
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(writer(store.clone(), queue.clone(), metrics.clone()).run(stop_rx));
-    queue.push_many((1..=100).map(row));
+    let task = tokio::spawn(writer(store.clone(), buffer.clone(), telemetry.clone()).run(stop_rx));
+    buffer
+        .push((1..=100).map(row).collect())
+        .expect("memory buffer");
     wait_for("all persisted", || {
-        queue.snapshot().counters.persisted == 100
+        buffer.levels().counters.persisted == 100
     })
     .await;
     assert_eq!(
@@ -129,7 +133,7 @@ async fn failed_batches_are_retried_in_order() {
         .expect("lock")
         .iter()
         .all(|n| *n <= 7));
-    assert_eq!(metrics.db_errors.get(), 3);
+    assert_eq!(telemetry.db_errors.get(), 3);
     stop.send(true).expect("writer listening");
     let report = task.await.expect("writer");
     assert_eq!(report.dropped, 0);
@@ -139,18 +143,20 @@ async fn failed_batches_are_retried_in_order() {
 async fn shutdown_counts_what_the_deadline_leaves() {
     let store = Arc::new(FlakyStore::default());
     store.failures_left.store(usize::MAX, Ordering::SeqCst);
-    let queue = Arc::new(Queue::new(1 << 20));
+    let telemetry = Arc::new(Telemetry::default());
+    let buffer = Arc::new(Buffer::memory(1 << 20, telemetry.clone()));
     let (stop, stop_rx) = watch::channel(false);
-    let task =
-        tokio::spawn(writer(store, queue.clone(), Arc::new(Metrics::default())).run(stop_rx));
-    queue.push_many((1..=20).map(row));
-    queue.close();
+    let task = tokio::spawn(writer(store, buffer.clone(), telemetry).run(stop_rx));
+    buffer
+        .push((1..=20).map(row).collect())
+        .expect("memory buffer");
+    buffer.close();
     stop.send(true).expect("writer listening");
     let report = tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .expect("drain bounded by its deadline")
         .expect("writer");
     assert_eq!(report.dropped, 20);
-    let c = queue.snapshot().counters;
+    let c = buffer.levels().counters;
     assert_eq!((c.received, c.persisted, c.dropped_shutdown), (20, 0, 20));
 }

@@ -26,10 +26,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use host_collector::buffer::Buffer;
 use host_collector::event::{Level, Row};
-use host_collector::health::DbHealth;
-use host_collector::metrics::Metrics;
-use host_collector::queue::Queue;
+use host_collector::internal_events::Telemetry;
 use host_collector::store::{open_mysql, Store, StoreOptions};
 use host_collector::writer::{Writer, WriterConfig};
 use sqlx::mysql::MySqlPool;
@@ -76,12 +75,12 @@ fn rows(source: &str, n: u64) -> Vec<Row> {
 }
 
 async fn writer_batched(store: Arc<dyn Store>, source: &str, n: u64) -> Result<f64, Error> {
-    let queue = Arc::new(Queue::<Row>::new(1 << 30));
+    let telemetry = Arc::new(Telemetry::default());
+    let buffer = Arc::new(Buffer::memory(1 << 30, telemetry.clone()));
     let writer = Writer {
-        queue: queue.clone(),
+        buffer: buffer.clone(),
         store,
-        metrics: Arc::new(Metrics::default()),
-        db_health: Arc::new(DbHealth::default()),
+        telemetry,
         config: WriterConfig {
             batch_max_rows: 1000,
             batch_max_bytes: 4 << 20,
@@ -95,8 +94,8 @@ async fn writer_batched(store: Arc<dyn Store>, source: &str, n: u64) -> Result<f
     let task = tokio::spawn(writer.run(stop_rx));
     let input = rows(source, n);
     let started = Instant::now();
-    queue.push_many(input);
-    while queue.snapshot().counters.persisted < n {
+    buffer.push(input)?;
+    while buffer.levels().counters.persisted < n {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();

@@ -26,7 +26,9 @@ pub async fn access_log(
         .map_or_else(String::new, |c| c.0.ip().to_string());
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    state.metrics.count_http(status);
+    state
+        .telemetry
+        .emit(crate::internal_events::HttpResponded { status });
     let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -26,7 +26,7 @@ pub use auth::Auth;
 use crate::accounting::Accounting;
 use crate::health::Health;
 use crate::ingest::Ingestor;
-use crate::metrics::Metrics;
+use crate::internal_events::{RequestOverloaded, Telemetry};
 use crate::overload::Limiter;
 use crate::store::Store;
 
@@ -38,7 +38,7 @@ pub struct HttpState {
     pub store: Arc<dyn Store>,
     pub health: Arc<Health>,
     pub limiter: Arc<Limiter>,
-    pub metrics: Arc<Metrics>,
+    pub telemetry: Arc<Telemetry>,
     pub auth: Auth,
     pub max_body_bytes: usize,
     pub query_timeout: Duration,
@@ -89,7 +89,7 @@ fn retry_later(message: &str) -> Response {
 
 async fn limit(State(state): Shared, request: Request, next: Next) -> Response {
     let Some(slot) = state.limiter.acquire().await else {
-        state.metrics.overload_rejections.inc();
+        state.telemetry.emit(RequestOverloaded);
         return retry_later("overloaded: too many concurrent requests");
     };
     let response = next.run(request).await;
@@ -185,7 +185,7 @@ async fn query(
         Ok(q) => match tokio::time::timeout(state.query_timeout, state.store.query(&q)).await {
             Ok(Ok(rows)) => Json(crate::query::render(&rows, q.limit)).into_response(),
             Ok(Err(e)) => {
-                tracing::warn!(ev = "query", msg = "query failed", error = %e);
+                tracing::warn!(ev = "query", msg = "query failed", error = %e, error_kind = e.kind());
                 retry_later("database unavailable")
             }
             Err(_) => retry_later("query timed out"),

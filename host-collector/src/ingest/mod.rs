@@ -1,6 +1,7 @@
 //! Ingest: turns one authenticated NDJSON body into queued rows and a partial-success report.
 //! Owns dedupe, status-record accounting and the observer hook; knows nothing of HTTP or SQL.
-//! With a spool, accepted events are on disk before the report (the acknowledgement) exists.
+//! Accepted events go to the `buffer`; with its disk variant they are on disk before the
+//! report (the acknowledgement) exists, but ingest does not know which variant it has.
 
 pub mod dedupe;
 pub mod status;
@@ -11,10 +12,12 @@ use std::sync::{Arc, Mutex};
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
+use crate::buffer::{Buffer, BufferUnavailable, Recovered};
 use crate::event::Row;
-use crate::metrics::Metrics;
-use crate::queue::Queue;
-use crate::spool::Spool;
+use crate::internal_events::{
+    DuplicateStage, DuplicatesIgnored, EventsAccepted, EventsReceived, EventsRejected,
+    StatusRecordsReceived, Telemetry, TokenRefingerprinted,
+};
 use dedupe::Dedupe;
 use status::StatusTracker;
 use wire::{Line, ResponseFields, StatusRecord};
@@ -62,17 +65,11 @@ pub struct IngestLimits {
     pub status_max_reasons: usize,
 }
 
-/// The spool could not record the events: nothing of the body was kept, the sender must
-/// retry (the HTTP layer answers 503).
-#[derive(Debug)]
-pub struct SpoolUnavailable(pub String);
-
 pub struct Ingestor {
-    queue: Arc<Queue<Row>>,
-    metrics: Arc<Metrics>,
-    spool: Option<Arc<Spool>>,
-    /// Held from dedupe to queue push, so spool ordinals match the queue's and a refused
-    /// body's dedupe marks are undone before anyone else looks.
+    buffer: Arc<Buffer>,
+    telemetry: Arc<Telemetry>,
+    /// Held from dedupe to buffer push, so a refused body's dedupe marks are undone before
+    /// anyone else looks.
     admit: Mutex<()>,
     dedupe: Mutex<Dedupe>,
     status: Arc<Mutex<StatusTracker>>,
@@ -80,11 +77,10 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn new(queue: Arc<Queue<Row>>, metrics: Arc<Metrics>, limits: &IngestLimits) -> Self {
+    pub fn new(buffer: Arc<Buffer>, telemetry: Arc<Telemetry>, limits: &IngestLimits) -> Self {
         Ingestor {
-            queue,
-            metrics,
-            spool: None,
+            buffer,
+            telemetry,
             admit: Mutex::new(()),
             dedupe: Mutex::new(Dedupe::new(limits.dedupe_window, limits.dedupe_max_sources)),
             status: Arc::new(Mutex::new(StatusTracker::new(
@@ -95,17 +91,12 @@ impl Ingestor {
         }
     }
 
-    pub fn with_spool(mut self, spool: Arc<Spool>) -> Self {
-        self.spool = Some(spool);
-        self
-    }
-
     pub fn with_observer(mut self, observer: Arc<dyn IngestObserver>) -> Self {
         self.observers.push(observer);
         self
     }
 
-    /// Shared with the metrics collector, which reads the filter-reported totals.
+    /// The filter-reported drop totals; `app` registers it as a telemetry probe.
     pub fn status_tracker(&self) -> Arc<Mutex<StatusTracker>> {
         self.status.clone()
     }
@@ -114,7 +105,7 @@ impl Ingestor {
         &self,
         body: &[u8],
         received_at: NaiveDateTime,
-    ) -> Result<IngestReport, SpoolUnavailable> {
+    ) -> Result<IngestReport, BufferUnavailable> {
         let mut report = IngestReport::default();
         let mut events = Vec::new();
         let mut statuses = Vec::new();
@@ -129,7 +120,7 @@ impl Ingestor {
                     response,
                 }) => {
                     if refingerprinted {
-                        self.metrics.tokens_refingerprinted.inc();
+                        self.telemetry.emit(TokenRefingerprinted);
                     }
                     events.push(IngestedEvent { row, response });
                 }
@@ -143,48 +134,31 @@ impl Ingestor {
         self.record_statuses(&statuses);
         let admit = self.admit.lock().unwrap_or_else(|p| p.into_inner());
         let (fresh, duplicates) = self.dedupe(events);
-        if let Err(e) = self.spool_rows(fresh.iter().map(|e| &e.row)) {
-            self.forget(fresh.iter().map(|e| &e.row));
-            return Err(e);
-        }
+        let admitted = match self.buffer.admit(fresh.iter().map(|e| &e.row)) {
+            Ok(admitted) => admitted,
+            Err(e) => {
+                self.forget(fresh.iter().map(|e| &e.row));
+                return Err(e);
+            }
+        };
         report.accepted = fresh.len();
         report.duplicates = duplicates.len();
         self.notify(&duplicates, EventOutcome::Duplicate);
         self.notify(&fresh, EventOutcome::Queued);
-        let pushed = self.queue.push_many(fresh.into_iter().map(|e| e.row));
+        let pushed = admitted.queue(fresh.into_iter().map(|e| e.row));
         drop(admit);
-        self.metrics.record_ingest(&report, &pushed);
+        self.emit_ingested(&report, pushed.accepted);
         Ok(report)
     }
 
-    /// Queues rows an earlier run spooled but may not have stored (the store's unique key
-    /// drops those it had). They go to this run's spool first; observers do not see them
-    /// again. Returns how many were new to the dedupe window.
-    pub fn replay(&self, rows: Vec<Row>) -> Result<usize, SpoolUnavailable> {
+    /// Buffers again what an earlier run acknowledged (the disk buffer's `Recovered`),
+    /// keeping what is new to the dedupe window; observers do not see it again. Returns how
+    /// many rows were buffered.
+    pub fn replay(&self, recovered: Recovered) -> Result<usize, BufferUnavailable> {
         let _admit = self.admit.lock().unwrap_or_else(|p| p.into_inner());
-        let rows: Vec<Row> = {
-            let mut dedupe = self.dedupe.lock().unwrap_or_else(|p| p.into_inner());
-            rows.into_iter()
-                .filter(|r| dedupe.check(&r.source, r.seq))
-                .collect()
-        };
-        self.spool_rows(&rows)?;
-        let count = rows.len();
-        self.queue.push_many(rows);
-        Ok(count)
-    }
-
-    fn spool_rows<'a>(
-        &self,
-        rows: impl IntoIterator<Item = &'a Row>,
-    ) -> Result<(), SpoolUnavailable> {
-        let Some(spool) = &self.spool else {
-            return Ok(());
-        };
-        spool.append(self.queue.next_ordinal(), rows).map_err(|e| {
-            tracing::error!(ev = "spool", msg = "cannot append; refusing ingest", error = %e);
-            SpoolUnavailable(e.to_string())
-        })
+        let mut dedupe = self.dedupe.lock().unwrap_or_else(|p| p.into_inner());
+        self.buffer
+            .replay(recovered, |r| dedupe.check(&r.source, r.seq))
     }
 
     fn forget<'a>(&self, rows: impl IntoIterator<Item = &'a Row>) {
@@ -202,10 +176,28 @@ impl Ingestor {
             tracker.record(status);
         }
         drop(tracker);
-        self.metrics.status_records.inc_by(statuses.len() as u64);
+        self.telemetry.emit(StatusRecordsReceived {
+            count: statuses.len() as u64,
+        });
         for status in statuses {
             self.observers.iter().for_each(|o| o.on_status(status));
         }
+    }
+
+    fn emit_ingested(&self, report: &IngestReport, accepted: usize) {
+        let rejected = report.rejected.len() as u64;
+        let duplicates = report.duplicates as u64;
+        self.telemetry.emit(EventsReceived {
+            count: report.accepted as u64 + duplicates + rejected,
+        });
+        self.telemetry.emit(EventsAccepted {
+            count: accepted as u64,
+        });
+        self.telemetry.emit(EventsRejected { count: rejected });
+        self.telemetry.emit(DuplicatesIgnored {
+            stage: DuplicateStage::Ingest,
+            count: duplicates,
+        });
     }
 
     /// Splits events into (fresh, recent duplicates).

@@ -120,6 +120,13 @@ impl StatusTracker {
     }
 }
 
+/// The filter-reported drop totals, for `/metrics` and the OTLP pipeline metrics.
+impl crate::internal_events::Probe for std::sync::Mutex<StatusTracker> {
+    fn read(&self, readings: &mut crate::internal_events::LiveReadings) {
+        readings.filter_drops = self.lock().unwrap_or_else(|p| p.into_inner()).totals();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,7 +162,7 @@ impl Exporter {
             let left = self.stats.spans_pending.swap(0, Ordering::Relaxed);
             self.stats.dropped(Signal::Spans, Drop::Shutdown, left);
         }
-        let spans = self.stats.snapshot(Signal::Spans);
+        let spans = self.stats.totals(Signal::Spans);
         tracing::info!(
             ev = "otlp",
             msg = "exporter stopped",
@@ -215,7 +215,7 @@ impl Collector for OtlpCollector {
         let signals = [(Signal::Spans, "spans"), (Signal::Metrics, "metrics")];
         let snaps: Vec<_> = signals
             .iter()
-            .map(|(sig, name)| (*name, s.snapshot(*sig)))
+            .map(|(sig, name)| (*name, s.totals(*sig)))
             .collect();
         encode_family(
             &mut encoder,

@@ -1,32 +1,25 @@
-//! The collector's own pipeline figures as OTLP metrics, read from the same live state the
-//! Prometheus listener reads (queue counters, filter-reported drops, the exporter's stats), so
-//! both backends show one truth.
+//! The collector's own pipeline figures as OTLP metrics, read from the same registry the
+//! Prometheus listener renders (`internal_events::Telemetry`: its totals and its probes' live
+//! readings) plus the exporter's stats, so both backends show one truth.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 
 use super::aggregate::{counter, gauge};
 use super::stats::{OtlpStats, Signal};
-use crate::event::Row;
-use crate::ingest::status::StatusTracker;
-use crate::metrics::Metrics;
-use crate::queue::Queue;
+use crate::internal_events::Telemetry;
 
-#[derive(Clone)]
-pub struct PipelineSource {
-    pub metrics: Arc<Metrics>,
-    pub queue: Arc<Queue<Row>>,
-    pub status: Arc<Mutex<StatusTracker>>,
-}
+/// Where the pipeline figures come from.
+pub type PipelineSource = Arc<Telemetry>;
 
 fn one(v: u64) -> Vec<(Vec<(&'static str, String)>, u64)> {
     vec![(Vec::new(), v)]
 }
 
 pub fn metrics(source: &PipelineSource, stats: &OtlpStats, start: u64, now: u64) -> Vec<Metric> {
-    let snap = source.queue.snapshot();
-    let c = snap.counters;
+    let live = source.read_live();
+    let c = live.buffer;
     let mut drops = vec![
         (
             vec![
@@ -44,17 +37,14 @@ pub fn metrics(source: &PipelineSource, stats: &OtlpStats, start: u64, now: u64)
         ),
         (
             vec![("origin", "collector".into()), ("reason", "invalid".into())],
-            source.metrics.events_rejected.get(),
+            source.events_rejected.get(),
         ),
     ];
-    let tracker = source.status.lock().unwrap_or_else(|p| p.into_inner());
     drops.extend(
-        tracker
-            .totals()
+        live.filter_drops
             .into_iter()
             .map(|(reason, v)| (vec![("origin", "filter".into()), ("reason", reason)], v)),
     );
-    drop(tracker);
     let mut otlp_drops = vec![(
         vec![("signal", "events".into()), ("reason", "queue_full".into())],
         stats
@@ -63,7 +53,7 @@ pub fn metrics(source: &PipelineSource, stats: &OtlpStats, start: u64, now: u64)
     )];
     let mut exported = Vec::new();
     for (signal, name) in [(Signal::Spans, "spans"), (Signal::Metrics, "metrics")] {
-        let s = stats.snapshot(signal);
+        let s = stats.totals(signal);
         exported.push((vec![("signal", name.to_string())], s.exported));
         otlp_drops.extend(s.dropped.into_iter().map(|(reason, v)| {
             (
@@ -76,7 +66,7 @@ pub fn metrics(source: &PipelineSource, stats: &OtlpStats, start: u64, now: u64)
         counter(
             "collector.events.accepted",
             "Events admitted to the collector's queue.",
-            one(source.metrics.events_accepted.get()),
+            one(source.events_accepted.get()),
             start,
             now,
         ),
@@ -98,14 +88,14 @@ pub fn metrics(source: &PipelineSource, stats: &OtlpStats, start: u64, now: u64)
             "collector.queue.bytes",
             "Bytes charged to the queue budget.",
             "By",
-            snap.bytes as f64,
+            c.bytes as f64,
             now,
         ),
         gauge(
             "collector.queue.budget",
             "The queue's byte budget.",
             "By",
-            snap.budget as f64,
+            c.budget as f64,
             now,
         ),
         counter(

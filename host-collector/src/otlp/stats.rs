@@ -64,9 +64,9 @@ fn index(reason: Drop) -> usize {
     REASONS.iter().position(|(r, _)| *r == reason).unwrap_or(0)
 }
 
-/// A point-in-time copy, for encoders.
+/// One signal's running totals at one moment, for the encoders (Prometheus and OTLP).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SignalSnapshot {
+pub struct SignalTotals {
     pub exported: u64,
     pub requests_ok: u64,
     pub requests_failed: u64,
@@ -97,9 +97,9 @@ impl OtlpStats {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self, signal: Signal) -> SignalSnapshot {
+    pub fn totals(&self, signal: Signal) -> SignalTotals {
         let s = self.signal(signal);
-        SignalSnapshot {
+        SignalTotals {
             exported: s.exported.load(Ordering::Relaxed),
             requests_ok: s.requests_ok.load(Ordering::Relaxed),
             requests_failed: s.requests_failed.load(Ordering::Relaxed),
@@ -111,6 +111,6 @@ impl OtlpStats {
     }
 
     pub fn dropped_total(&self, signal: Signal) -> u64 {
-        self.snapshot(signal).dropped.iter().map(|(_, n)| n).sum()
+        self.totals(signal).dropped.iter().map(|(_, n)| n).sum()
     }
 }

@@ -21,27 +21,107 @@ pub use sqlite::open as open_sqlite;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What went wrong with a store operation. The writer keeps a failed batch and retries it
+/// whatever the variant (a batch is never given up while the collector runs), and health
+/// counts any error as the database being down; the variant says what happened, for the log
+/// and for `is_transient`.
 #[derive(Debug)]
 pub enum StoreError {
+    /// The store cannot be used as configured: a bad or unsupported URL or option.
     Config(String),
-    Db(sqlx::Error),
+    /// The operation did not finish within its bound (the collector's own deadline).
+    Timeout {
+        operation: &'static str,
+        after: Duration,
+    },
+    /// The database cannot be reached or cannot serve now: connection, I/O, TLS, pool
+    /// exhausted or closed, deadlock, lock wait, busy.
+    Unavailable(sqlx::Error),
+    /// The database refused the statement (a constraint, the schema, permissions).
+    Rejected(sqlx::Error),
+    /// Stored data cannot be read back as a row (an unknown level code, a bad column).
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Short name of the variant, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Config(_) => "config",
+            StoreError::Timeout { .. } => "timeout",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Rejected(_) => "rejected",
+            StoreError::Corrupt(_) => "corrupt",
+        }
+    }
+
+    /// Whether the same operation may succeed later without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Timeout { .. } | StoreError::Unavailable(_)
+        )
+    }
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Config(m) => write!(f, "{m}"),
-            StoreError::Db(e) => write!(f, "{e}"),
+            StoreError::Config(m) | StoreError::Corrupt(m) => write!(f, "{m}"),
+            StoreError::Timeout { operation, after } => {
+                write!(f, "{operation} timed out after {after:?}")
+            }
+            StoreError::Unavailable(e) | StoreError::Rejected(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Unavailable(e) | StoreError::Rejected(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Db(e)
+        use sqlx::Error as E;
+        match e {
+            E::Configuration(_) | E::InvalidArgument(_) => StoreError::Config(e.to_string()),
+            E::Database(ref db)
+                if is_transient_refusal(
+                    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some(),
+                    db.code().as_deref(),
+                ) =>
+            {
+                StoreError::Unavailable(e)
+            }
+            E::Database(_) => StoreError::Rejected(e),
+            E::RowNotFound
+            | E::TypeNotFound { .. }
+            | E::ColumnIndexOutOfBounds { .. }
+            | E::ColumnNotFound(_)
+            | E::ColumnDecode { .. }
+            | E::Decode(_) => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Unavailable(e),
+        }
     }
+}
+
+/// Database errors that say "not now" rather than "never": SQLSTATE classes 08 (connection,
+/// e.g. MySQL's too many connections) and 40 (transaction rollback: deadlock,
+/// serialization) and HYT00 (timeout) from MySQL/MariaDB; SQLite's BUSY and LOCKED (its
+/// codes are numeric, extended ones included).
+fn is_transient_refusal(sqlite: bool, code: Option<&str>) -> bool {
+    let Some(code) = code else {
+        return false;
+    };
+    if sqlite {
+        return code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    code.starts_with("08") || code.starts_with("40") || code == "HYT00"
 }
 
 /// Filters for the query API; all optional, combined with AND.
@@ -122,6 +202,28 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{is_transient_refusal, StoreError};
+
+    #[test]
+    fn sqlx_errors_map_to_what_happened() {
+        let kind = |e: sqlx::Error| StoreError::from(e).kind();
+        assert_eq!(kind(sqlx::Error::PoolTimedOut), "unavailable");
+        assert_eq!(kind(sqlx::Error::ColumnNotFound("x".into())), "corrupt");
+        assert_eq!(kind(sqlx::Error::Configuration("x".into())), "config");
+        assert!(is_transient_refusal(false, Some("40001")), "deadlock");
+        assert!(
+            is_transient_refusal(false, Some("08004")),
+            "too many connections"
+        );
+        assert!(!is_transient_refusal(false, Some("23000")), "duplicate key");
+        assert!(
+            is_transient_refusal(true, Some("517")),
+            "SQLITE_BUSY_SNAPSHOT"
+        );
+        assert!(!is_transient_refusal(true, Some("19")), "SQLITE_CONSTRAINT");
+        assert!(!is_transient_refusal(false, None));
+    }
+
     #[test]
     fn redacts_passwords_only() {
         assert_eq!(

@@ -261,7 +261,7 @@ where
     let text = |i: usize| r.try_get::<Option<String>, _>(i);
     let level_code: i8 = r.try_get(9)?;
     let level = Level::from_code(level_code)
-        .ok_or_else(|| StoreError::Config(format!("stored level {level_code} is unknown")))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("stored level {level_code} is unknown")))?;
     Ok(StoredRow {
         id: r.try_get(0)?,
         row: Row {

@@ -8,7 +8,7 @@
 //!
 //! Every item received gets an ordinal (its position in arrival order, dropped items
 //! included). The low watermark, the smallest ordinal still held, tells the spool which of
-//! its records are settled (persisted or dropped and counted).
+//! its records are settled (persisted or dropped and counted); `Buffer` does that pairing.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -38,7 +38,7 @@ pub struct Counters {
 
 /// A point-in-time view for metrics, health and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Snapshot {
+pub struct QueueLevels {
     pub counters: Counters,
     /// Items waiting, not counting the in-flight batch.
     pub queued: usize,
@@ -49,7 +49,7 @@ pub struct Snapshot {
     pub oldest_age: Option<Duration>,
 }
 
-impl Snapshot {
+impl QueueLevels {
     /// Items that are held in memory (waiting or being written).
     pub fn held(&self) -> u64 {
         (self.queued + self.in_flight) as u64
@@ -286,9 +286,9 @@ impl<T: Weighted> Queue<T> {
             .unwrap_or(inner.counters.received)
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn levels(&self) -> QueueLevels {
         let inner = self.lock();
-        Snapshot {
+        QueueLevels {
             counters: inner.counters,
             queued: inner.entries.len(),
             in_flight: inner.in_flight,
@@ -340,7 +340,7 @@ mod tests {
         let out = q.push(Item(11));
         assert_eq!(out.accepted, 0);
         assert_eq!(out.dropped_queue_full, 1);
-        assert_eq!(q.snapshot().bytes, 0);
+        assert_eq!(q.levels().bytes, 0);
     }
 
     #[test]
@@ -348,7 +348,7 @@ mod tests {
         let q = Queue::new(10);
         q.close();
         assert_eq!(q.push(Item(1)).dropped_shutdown, 1);
-        assert_eq!(q.snapshot().counters.dropped_shutdown, 1);
+        assert_eq!(q.levels().counters.dropped_shutdown, 1);
     }
 
     #[test]
@@ -369,7 +369,7 @@ mod tests {
         q.complete(batch);
         assert_eq!(q.low_watermark(), 2, "ordinals 0 and 1 persisted");
         q.push_many([Item(5), Item(5)]); // the second evicts ordinal 2 to fit
-        assert_eq!(q.snapshot().counters.dropped_queue_full, 1);
+        assert_eq!(q.levels().counters.dropped_queue_full, 1);
         assert_eq!(q.low_watermark(), 3, "dropped items are settled too");
         let batch = q.try_take(10, 100).unwrap();
         q.complete(batch);

@@ -44,7 +44,7 @@ pub struct Recovered {
 
 /// Sizes for metrics and health.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SpoolSnapshot {
+pub struct SpoolLevels {
     pub bytes: u64,
     pub segments: usize,
     pub write_errors: u64,
@@ -243,10 +243,10 @@ impl Spool {
         recovered.files.iter().for_each(|path| remove_file(path));
     }
 
-    pub fn snapshot(&self) -> SpoolSnapshot {
+    pub fn levels(&self) -> SpoolLevels {
         let state = self.lock();
         let active = state.active.as_ref().map(|a| &a.segment);
-        SpoolSnapshot {
+        SpoolLevels {
             bytes: state.sealed.iter().chain(active).map(|s| s.bytes).sum(),
             segments: state.sealed.len() + usize::from(active.is_some()),
             write_errors: state.write_errors,
@@ -374,9 +374,9 @@ mod tests {
         for first in [0, 2, 4] {
             spool.append(first, &[row(first), row(first + 1)]).unwrap();
         }
-        assert_eq!(spool.snapshot().segments, 3);
+        assert_eq!(spool.levels().segments, 3);
         assert_eq!(spool.release_below(3), 1, "only [0,2) is wholly below 3");
-        assert_eq!(spool.snapshot().segments, 2);
+        assert_eq!(spool.levels().segments, 2);
         drop(spool);
         let (spool, recovered) = Spool::open(config(&dir, 1)).unwrap();
         let seqs: Vec<u64> = recovered.rows.iter().map(|r| r.seq).collect();
@@ -392,9 +392,9 @@ mod tests {
         spool.append(0, &[row(0), row(1)]).unwrap();
         assert_eq!(spool.release_below(1), 0);
         assert_eq!(spool.release_below(2), 1);
-        assert_eq!(spool.snapshot().bytes, 0);
+        assert_eq!(spool.levels().bytes, 0);
         spool.append(2, &[row(2)]).unwrap();
-        assert_eq!(spool.snapshot().segments, 1);
+        assert_eq!(spool.levels().segments, 1);
         fs::remove_dir_all(&dir).unwrap();
     }
 
