@@ -43,11 +43,13 @@ build: wasm
 test: build test-tools peers
 	cargo test --workspace
 
-## lint: formatting and clippy for the host and the wasm32-wasip1 target
+## lint: formatting, clippy for the host and the wasm32-wasip1 target, no module cycles
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 -p mcp-filter -p mcp-filter-core -p mcp-contract --lib -- -D warnings
+	python3 tools/module_cycles.py crates/mcp-filter-core/src
+	python3 tools/module_cycles.py host-collector/src
 
 ## run: collector + Envoy + filter + demo MCP servers on loopback; Ctrl-C stops everything
 run: wasm
