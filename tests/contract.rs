@@ -38,6 +38,15 @@ fn traffic(vm: &mut Vm) {
     exchange_json(vm, &post_headers("/mcp"), &tool_call(2, "fail"), tool_error);
     let rpc_error = r#"{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"bad"}}"#;
     exchange_json(vm, &post_headers("/mcp"), &tool_call(3, "nope"), rpc_error);
+    // A tool name over the collector's column: the filter cuts it and says so.
+    let long_name = "ü".repeat(300);
+    let long_answer = r#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#;
+    exchange_json(
+        vm,
+        &post_headers("/mcp"),
+        &tool_call(9, &long_name),
+        long_answer,
+    );
     let batch = format!(
         r#"[{},{{"jsonrpc":"2.0","id":5}},{{"jsonrpc":"2.0","method":"notifications/progress","params":{{}}}}]"#,
         tool_call(4, "echo")
@@ -115,6 +124,7 @@ fn every_line_the_filter_ships_is_read_by_the_collector_as_written() {
 
     let known_fields: BTreeSet<&str> = fields::ALL.iter().copied().collect();
     let (mut events, mut statuses, mut names) = (0u64, Vec::new(), BTreeSet::new());
+    let mut cut_by_filter = 0;
     let mut outcomes = BTreeSet::new();
     for line in &lines {
         let json: Value = serde_json::from_str(line).expect("every line is JSON");
@@ -128,8 +138,13 @@ fn every_line_the_filter_ships_is_read_by_the_collector_as_written() {
             Ok(Line::Event {
                 row,
                 refingerprinted,
+                truncated,
                 response,
             }) => {
+                assert_eq!(truncated, 0, "the filter writes within the columns: {line}");
+                if json[fields::name::TRUNCATED].is_array() {
+                    cut_by_filter += 1;
+                }
                 events += 1;
                 let name = EventName::parse(&row.event).expect("a contract event name");
                 names.insert(name.as_str());
@@ -165,6 +180,10 @@ fn every_line_the_filter_ships_is_read_by_the_collector_as_written() {
         }
     }
 
+    assert_eq!(
+        cut_by_filter, 2,
+        "the long tool name's request and response name what the filter cut"
+    );
     for expected in [
         "request",
         "response",

@@ -29,6 +29,7 @@ pub struct Telemetry {
     pub events_rejected: Counter,
     pub duplicates: Family<Labels, Counter>,
     pub tokens_refingerprinted: Counter,
+    pub fields_truncated: Counter,
     pub status_records: Counter,
     pub db_errors: Counter,
     pub batch_rows: Histogram,
@@ -50,6 +51,7 @@ impl Default for Telemetry {
             events_rejected: Counter::default(),
             duplicates: Family::default(),
             tokens_refingerprinted: Counter::default(),
+            fields_truncated: Counter::default(),
             status_records: Counter::default(),
             db_errors: Counter::default(),
             batch_rows: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
@@ -224,6 +226,18 @@ pub struct TokenRefingerprinted;
 impl InternalEvent for TokenRefingerprinted {
     fn emit(self, t: &Telemetry) {
         t.tokens_refingerprinted.inc();
+    }
+}
+
+/// Fields of an accepted line cut to their column's limit or kept out of an id column
+/// because they were invalid (the line is stored, naming them in `truncated`).
+pub struct FieldsTruncated {
+    pub count: u64,
+}
+
+impl InternalEvent for FieldsTruncated {
+    fn emit(self, t: &Telemetry) {
+        t.fields_truncated.inc_by(self.count);
     }
 }
 

@@ -20,7 +20,7 @@ use crate::internal_events::{Labels, Telemetry};
 pub fn registry(telemetry: &Arc<Telemetry>) -> Registry {
     let t = telemetry;
     let mut r = Registry::default();
-    let counters: [(&str, &str, &Counter); 10] = [
+    let counters: [(&str, &str, &Counter); 11] = [
         (
             "collector_events_received",
             "Event lines received (valid or not, duplicates included).",
@@ -40,6 +40,11 @@ pub fn registry(telemetry: &Arc<Telemetry>) -> Registry {
             "collector_tokens_refingerprinted",
             "Raw credentials replaced by a sha256 fingerprint at ingest.",
             &t.tokens_refingerprinted,
+        ),
+        (
+            "collector_fields_truncated",
+            "Fields of stored events cut to their column's limit or kept out of an invalid id column (named in the event's `truncated`).",
+            &t.fields_truncated,
         ),
         (
             "collector_status_records",

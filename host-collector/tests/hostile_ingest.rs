@@ -222,9 +222,10 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
             ("source SQL", line("", "a'; DROP TABLE mcp_gateway_log; --", 1).into_bytes()),
             ("event uppercase", line("", "a", 1).replace("\"request\"", "\"REQUEST\"").into_bytes()),
             ("level bogus", line("", "a", 1).replace("\"info\"", "\"fatal\"").into_bytes()),
-            ("trace_id not hex", line(r#","trace_id":"zz92f3577b34da6a3ce929d0e0e47360""#, "a", 1).into_bytes()),
-            ("instance_id 129 chars", line(&format!(r#","instance_id":"{}""#, "i".repeat(129)), "a", 1).into_bytes()),
-            ("tool 257 chars", line(&format!(r#","gen_ai.tool.name":"{}""#, "t".repeat(257)), "a", 1).into_bytes()),
+            ("cut trace_id not hex", line(r#","trace_id":"zz92f3577b34da6a3ce929d0e0e47360""#, "cut", 1).into_bytes()),
+            ("cut instance_id 129 chars", line(&format!(r#","instance_id":"{}""#, "i".repeat(129)), "cut", 2).into_bytes()),
+            ("cut tool 257 chars", line(&format!(r#","gen_ai.tool.name":"{}""#, "t".repeat(257)), "cut", 3).into_bytes()),
+            ("cut method 129 chars", line(&format!(r#","mcp.method.name":"{}""#, "m".repeat(129)), "cut", 4).into_bytes()),
             ("unknown kind", br#"{"kind":"admin","source":"a"}"#.to_vec()),
             ("status without dropped", br#"{"kind":"status","source":"a","ts":"2026-11-22T02:53:34Z"}"#.to_vec()),
             ("status reason uppercase", br#"{"kind":"status","source":"a","ts":"2026-11-22T02:53:34Z","dropped":{"X":1}}"#.to_vec()),
@@ -232,6 +233,7 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
         ];
         let mut rejected_lines = 0;
         let mut deep_accepted = 0u64;
+        let mut cut_accepted = 0u64;
         for (name, mut body) in hostile_lines {
             if body.last() != Some(&b'\n') {
                 body.push(b'\n');
@@ -246,6 +248,15 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
                 assert_eq!(report["accepted"], 1, "{name}: {report}");
                 deep_accepted += 1;
                 tally.record(name, "200, accepted and stored verbatim");
+                markers.send(&running).await;
+                continue;
+            }
+            if name.starts_with("cut ") {
+                // A field the client controls never costs the audit line: it is cut to its
+                // column (or kept out of it) and named in `truncated`; the line is stored.
+                assert_eq!(report["accepted"], 1, "{name}: stored, not rejected: {report}");
+                cut_accepted += 1;
+                tally.record(name, "200, accepted; the field cut and named in `truncated`");
                 markers.send(&running).await;
                 continue;
             }
@@ -390,7 +401,7 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
         }
 
         // --- everything valid arrived; the table and the process survived ------------------
-        let expected_rows = markers.sent + deep_accepted + 10 + 1 + 10_000 + 1 + 1 + 2_000;
+        let expected_rows = markers.sent + deep_accepted + cut_accepted + 10 + 1 + 10_000 + 1 + 1 + 2_000;
         common::eventually("every valid event persisted", Duration::from_secs(60), || async {
             running.snapshot().counters.persisted >= expected_rows
         })
@@ -415,6 +426,21 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
             0,
             "raw credential never stored"
         );
+        type CutRow = (Option<String>, Option<String>, Option<String>, String);
+        let cut: Vec<CutRow> = sqlx::query_as(
+            "SELECT trace_id, instance_id, tool_name, log FROM mcp_gateway_log WHERE source = 'cut' ORDER BY seq",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("cut rows");
+        assert_eq!(cut.len() as u64, cut_accepted, "every line with a bad field stored");
+        assert_eq!(cut[0].0, None, "an invalid trace id stays out of its column");
+        assert_eq!(cut[1].1.as_deref().map(|v| v.chars().count()), Some(128));
+        assert_eq!(cut[2].2.as_deref().map(|v| v.chars().count()), Some(256));
+        for (row, field) in cut.iter().zip(["trace_id", "instance_id", "gen_ai.tool.name", "mcp.method.name"]) {
+            let log: serde_json::Value = serde_json::from_str(&row.3).expect("log JSON");
+            assert_eq!(log["truncated"], serde_json::json!([field]), "flagged: {}", row.3);
+        }
         let deep = get(running.addr, "/v1/logs?source=deep&limit=10").await;
         assert_eq!(deep.status, 200, "query renders deeply nested rows");
         assert_eq!(deep.json()["items"].as_array().map(Vec::len), Some(deep_accepted as usize));

@@ -71,6 +71,8 @@ fields! {
     CODE_DETAILS = "envoy.response.code_details";
     CIRCUIT = "circuit";
     RETRY_AFTER_SECS = "retry_after_secs";
+    // Fields over their limit (see `limits`) or invalid, cut or dropped; the names, listed.
+    TRUNCATED = "truncated";
     // The status record (see `status`).
     KIND = "kind";
     DROPPED = "dropped";
@@ -90,4 +92,14 @@ mod tests {
         assert_eq!(key::METHOD, ",\"mcp.method.name\":");
         assert_eq!(name::METHOD, "mcp.method.name");
     }
+}
+
+/// Longest value, in characters, of the fields the collector keeps in their own columns:
+/// longer ones are cut at a character boundary (by the filter before it writes them, by the
+/// collector for any line) and named in `truncated`, never rejected.
+pub mod limits {
+    pub const INSTANCE_ID: usize = 128;
+    pub const METHOD: usize = 128;
+    pub const TOOL_NAME: usize = 256;
+    pub const TOKEN_HEADER: usize = 128;
 }

@@ -16,7 +16,7 @@ use crate::buffer::{Buffer, BufferUnavailable, Recovered};
 use crate::event::Row;
 use crate::internal_events::{
     DuplicateStage, DuplicatesIgnored, EventsAccepted, EventsReceived, EventsRejected,
-    StatusRecordsReceived, Telemetry, TokenRefingerprinted,
+    FieldsTruncated, StatusRecordsReceived, Telemetry, TokenRefingerprinted,
 };
 use dedupe::Dedupe;
 use status::StatusTracker;
@@ -117,10 +117,16 @@ impl Ingestor {
                 Ok(Line::Event {
                     row,
                     refingerprinted,
+                    truncated,
                     response,
                 }) => {
                     if refingerprinted {
                         self.telemetry.emit(TokenRefingerprinted);
+                    }
+                    if truncated > 0 {
+                        self.telemetry.emit(FieldsTruncated {
+                            count: truncated as u64,
+                        });
                     }
                     events.push(IngestedEvent { row, response });
                 }

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, SubsecRound};
+use mcp_contract::fields::{limits, name};
 use mcp_contract::fingerprint::{self, is_fingerprint};
 use serde::Deserialize;
 
@@ -20,6 +21,9 @@ pub enum Line {
         row: Row,
         /// The `token` field was not a fingerprint and has been replaced by one.
         refingerprinted: bool,
+        /// Fields cut to their column's limit or, when invalid, kept out of their column
+        /// (named in the stored line's `truncated`).
+        truncated: usize,
         /// Outcome fields of a `response` event, for the RED metrics (never stored apart
         /// from `log`).
         response: Option<ResponseFields>,
@@ -153,18 +157,39 @@ fn parse_event(wire: &WireLine, text: &str, received_at: NaiveDateTime) -> Resul
         Some(t) if !is_fingerprint(t) => (Some(refingerprint_unsalted(t)), true),
         other => (other.map(str::to_string), false),
     };
-    let log = if refingerprinted {
-        rewrite_token(text, token.as_deref().unwrap_or_default())?
+    let mut truncated = Vec::new();
+    let mut text_column = |value: &Option<Cow<'_, str>>, name: &'static str, max: usize| {
+        let value = value.as_deref()?;
+        match value.char_indices().nth(max) {
+            Some((cut, _)) => {
+                truncated.push(name);
+                Some(value[..cut].to_string())
+            }
+            None => Some(value.to_string()),
+        }
+    };
+    let instance_id = text_column(&wire.instance_id, name::INSTANCE_ID, limits::INSTANCE_ID);
+    let mcp_method = text_column(&wire.mcp_method, name::METHOD, limits::METHOD);
+    let tool_name = text_column(&wire.tool_name, name::TOOL_NAME, limits::TOOL_NAME);
+    let token_header = text_column(&wire.token_header, name::TOKEN_HEADER, limits::TOKEN_HEADER);
+    let trace_id = hex_column(&wire.trace_id, name::TRACE_ID, 32, &mut truncated);
+    let span_id = hex_column(&wire.span_id, name::SPAN_ID, 16, &mut truncated);
+    let log = if refingerprinted || !truncated.is_empty() {
+        rewrite_log(
+            text,
+            refingerprinted.then_some(token.as_deref()).flatten(),
+            &truncated,
+        )?
     } else {
         text.to_string()
     };
     let row = Row {
-        trace_id: optional_hex(&wire.trace_id, "trace_id", 32)?,
-        span_id: optional_hex(&wire.span_id, "span_id", 16)?,
-        instance_id: optional_text(&wire.instance_id, "instance_id", 128)?,
-        mcp_method: optional_text(&wire.mcp_method, "mcp.method.name", 128)?,
-        tool_name: optional_text(&wire.tool_name, "gen_ai.tool.name", 256)?,
-        token_header: optional_text(&wire.token_header, "token_header", 128)?,
+        trace_id,
+        span_id,
+        instance_id,
+        mcp_method,
+        tool_name,
+        token_header,
         token,
         event: event.to_string(),
         level,
@@ -178,6 +203,7 @@ fn parse_event(wire: &WireLine, text: &str, received_at: NaiveDateTime) -> Resul
         response: (event == "response").then(|| response_fields(wire)),
         row,
         refingerprinted,
+        truncated: truncated.len(),
     })
 }
 
@@ -227,30 +253,20 @@ fn check_name(value: &str, name: &str, allowed: impl Fn(char) -> bool) -> Result
     Ok(())
 }
 
-/// Rejecting over-long values here keeps the database from refusing a whole batch later.
-fn optional_text(
+/// An id column: `len` lowercase hex characters, or none (the line keeps what was sent, and
+/// the field is named in `truncated`). A line is never refused for what it carries here.
+fn hex_column(
     field: &Option<Cow<'_, str>>,
-    name: &str,
-    max_chars: usize,
-) -> Result<Option<String>, String> {
-    match field.as_deref() {
-        Some(v) if v.chars().count() > max_chars => {
-            Err(format!("{name}: longer than {max_chars} characters"))
-        }
-        other => Ok(other.map(str::to_string)),
-    }
-}
-
-fn optional_hex(
-    field: &Option<Cow<'_, str>>,
-    name: &str,
+    name: &'static str,
     len: usize,
-) -> Result<Option<String>, String> {
-    match field.as_deref() {
-        Some(v) if v.len() != len || !is_lower_hex(v) => {
-            Err(format!("{name}: expected {len} lowercase hex characters"))
-        }
-        other => Ok(other.map(str::to_string)),
+    truncated: &mut Vec<&'static str>,
+) -> Option<String> {
+    let value = field.as_deref()?;
+    if value.len() == len && is_lower_hex(value) {
+        Some(value.to_string())
+    } else {
+        truncated.push(name);
+        None
     }
 }
 
@@ -268,11 +284,22 @@ pub fn refingerprint_unsalted(token: &str) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Replaces the raw credential in the stored JSON as well (key order may change).
-fn rewrite_token(text: &str, fingerprint: &str) -> Result<String, String> {
+/// The stored line, rewritten: a raw credential replaced by its fingerprint, and the fields
+/// cut or kept out of their columns named in `truncated` (key order may change). Column values
+/// over their limit are cut in the columns only; the line keeps them whole, as sent.
+fn rewrite_log(
+    text: &str,
+    fingerprint: Option<&str>,
+    truncated: &[&'static str],
+) -> Result<String, String> {
     let mut object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-    object.insert("token".into(), fingerprint.into());
+    if let Some(fingerprint) = fingerprint {
+        object.insert(name::TOKEN.into(), fingerprint.into());
+    }
+    if !truncated.is_empty() {
+        object.insert(name::TRUNCATED.into(), truncated.into());
+    }
     serde_json::to_string(&object).map_err(|e| format!("cannot re-encode event: {e}"))
 }
 
@@ -342,7 +369,6 @@ mod tests {
                 r#"{"source":"a","seq":1,"event":"request","level":"info"}"#,
                 "\"ts\"",
             ),
-            (&event(r#","trace_id":"ABC""#), "trace_id"),
             (
                 &event("").replace("\"info\"", "\"fatal\""),
                 "level: \"fatal\"",
@@ -360,6 +386,58 @@ mod tests {
             let err = parse_line(line.as_bytes(), now()).expect_err(line);
             assert!(err.contains(reason), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn long_or_invalid_fields_are_cut_and_named_never_rejected() {
+        let long_tool = "ü".repeat(300);
+        let line = event(&format!(
+            r#","gen_ai.tool.name":"{long_tool}","mcp.method.name":"tools/call","trace_id":"ABC","token":"Bearer raw-secret""#
+        ));
+        let Ok(Line::Event { row, truncated, .. }) = parse_line(line.as_bytes(), now()) else {
+            panic!("stored, not rejected");
+        };
+        assert_eq!(truncated, 2);
+        let tool = row.tool_name.expect("kept");
+        assert_eq!(tool.chars().count(), 256, "cut at a character boundary");
+        assert!(long_tool.starts_with(&tool));
+        assert_eq!(row.mcp_method.as_deref(), Some("tools/call"), "untouched");
+        assert_eq!(row.trace_id, None, "an invalid id stays out of its column");
+        let log: serde_json::Value = serde_json::from_str(&row.log).expect("JSON");
+        assert_eq!(
+            log["truncated"],
+            serde_json::json!(["gen_ai.tool.name", "trace_id"])
+        );
+        assert_eq!(
+            log["gen_ai.tool.name"],
+            long_tool.as_str(),
+            "the line keeps it whole"
+        );
+        assert!(!row.log.contains("raw-secret"), "and still no credential");
+        for (field, limit) in [
+            ("instance_id", limits::INSTANCE_ID),
+            ("mcp.method.name", limits::METHOD),
+            ("token_header", limits::TOKEN_HEADER),
+        ] {
+            let line = event(&format!(r#","{field}":"{}""#, "x".repeat(limit + 1)));
+            let Ok(Line::Event { truncated, row, .. }) = parse_line(line.as_bytes(), now()) else {
+                panic!("{field}: stored");
+            };
+            assert_eq!(truncated, 1, "{field}");
+            assert!(
+                row.log.contains(&format!(r#""truncated":["{field}"]"#)),
+                "{field}"
+            );
+        }
+        let at_limit = event(&format!(r#","gen_ai.tool.name":"{}""#, "t".repeat(256)));
+        let Ok(Line::Event { truncated, row, .. }) = parse_line(at_limit.as_bytes(), now()) else {
+            panic!("stored");
+        };
+        assert_eq!(
+            (truncated, row.log),
+            (0, at_limit),
+            "at the limit: verbatim"
+        );
     }
 
     #[test]

@@ -6,9 +6,10 @@
 
 use super::common::{push_field, push_label_field};
 use crate::events::keys;
-use crate::json::push_u64;
+use crate::json::{push_string, push_u64};
 use crate::jsonrpc::{same_id, Id, JsonStr, Message};
 use crate::methods::{self, Target};
+use mcp_contract::fields::{self, limits};
 use std::ops::Range;
 
 #[derive(Debug)]
@@ -213,12 +214,19 @@ impl Elements {
 
 /// A message's own fields: method, kind, target, id (what its events say of it).
 pub(super) fn push_message_fields(buf: &mut Vec<u8>, message: &Message) {
+    let mut truncated: [Option<&str>; 2] = [None; 2];
     if let Some(method) = message.method {
-        json_str(buf, keys::METHOD, method);
+        truncated[0] = capped_json_str(buf, keys::METHOD, method, limits::METHOD)
+            .then_some(fields::name::METHOD);
     }
     push_label_field(buf, keys::MESSAGE_KIND, message.kind.as_str());
     match message.target_kind() {
-        Target::Tool => opt_json_str(buf, keys::TOOL_NAME, message.name),
+        Target::Tool => {
+            if let Some(name) = message.name {
+                truncated[1] = capped_json_str(buf, keys::TOOL_NAME, name, limits::TOOL_NAME)
+                    .then_some(fields::name::TOOL_NAME);
+            }
+        }
         Target::Prompt => opt_json_str(buf, keys::PROMPT_NAME, message.name),
         Target::Resource => opt_json_str(buf, keys::RESOURCE_URI, message.resource_uri),
         Target::Reference => {
@@ -233,6 +241,35 @@ pub(super) fn push_message_fields(buf: &mut Vec<u8>, message: &Message) {
             Id::Raw(text) => push_field(buf, keys::REQUEST_ID, text),
         }
     }
+    if truncated.iter().any(Option::is_some) {
+        buf.extend_from_slice(keys::TRUNCATED.as_bytes());
+        buf.push(b'[');
+        for (i, name) in truncated.iter().flatten().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            push_string(buf, name);
+        }
+        buf.push(b']');
+    }
+}
+
+/// Writes a string field cut to `limit` characters (the collector's column for it, so the
+/// stored line and the column agree); true when it was cut. Most values are short: their
+/// byte length settles it without decoding.
+fn capped_json_str(buf: &mut Vec<u8>, key: &str, value: JsonStr, limit: usize) -> bool {
+    if value.literal().len() <= limit {
+        json_str(buf, key, value);
+        return false;
+    }
+    let decoded = value.value();
+    let Some((cut, _)) = decoded.char_indices().nth(limit) else {
+        json_str(buf, key, value);
+        return false;
+    };
+    buf.extend_from_slice(key.as_bytes());
+    push_string(buf, &decoded[..cut]);
+    true
 }
 
 fn json_str(buf: &mut Vec<u8>, key: &str, value: JsonStr) {
@@ -265,6 +302,36 @@ mod tests {
     fn fields(elements: &Elements, i: usize) -> Value {
         let json = format!("{{\"x\":0{}}}", String::from_utf8_lossy(elements.fields(i)));
         serde_json::from_str(&json).expect("JSON members")
+    }
+
+    #[test]
+    fn long_names_are_cut_to_the_collectors_columns_and_named() {
+        let tool = format!("{}\\u00fc", "ü".repeat(300));
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+        );
+        let long_method = format!(r#"{{"jsonrpc":"2.0","method":"x/{}"}}"#, "y".repeat(200));
+        let short = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}"#;
+        let mut elements = Elements::default();
+        for body in [call.as_bytes(), long_method.as_bytes(), short] {
+            let message = parse_message(body).expect("valid");
+            elements.push_message(&message, Origin { batch: None });
+        }
+        let f = fields(&elements, 0);
+        let name = f["gen_ai.tool.name"].as_str().expect("kept");
+        assert_eq!(name.chars().count(), limits::TOOL_NAME);
+        assert!(
+            name.chars().all(|c| c == 'ü'),
+            "cut at a character boundary"
+        );
+        assert_eq!(f["truncated"], serde_json::json!(["gen_ai.tool.name"]));
+        let f = fields(&elements, 1);
+        assert_eq!(
+            f["mcp.method.name"].as_str().map(|m| m.chars().count()),
+            Some(limits::METHOD)
+        );
+        assert_eq!(f["truncated"], serde_json::json!(["mcp.method.name"]));
+        assert!(fields(&elements, 2).get("truncated").is_none());
     }
 
     #[test]
