@@ -4,11 +4,10 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../../tests/support/mod.rs"]
-mod support;
-
 use serde_json::Value;
-use support::{render, step, DemoClient, DemoKind, DemoServer, Envoy};
+use test_support::demo::{step, DemoClient, DemoKind, DemoServer};
+use test_support::envoy::{render, Envoy};
+use test_support::paths::free_port;
 
 /// Streaming-friendly proxy: no route timeout (SSE streams may idle), long
 /// stream idle timeout, no buffering filters.
@@ -232,7 +231,7 @@ fn traffic_scenario_counts_calls() {
 
 #[test]
 fn client_reports_failure_when_nothing_listens() {
-    let url = format!("http://127.0.0.1:{}/mcp", support::free_port());
+    let url = format!("http://127.0.0.1:{}/mcp", free_port());
     let (status, summary) =
         DemoClient::run(&["--url", &url, "--scenario", "all", "--timeout-secs", "20"]);
     assert!(!status.success(), "{summary:#}");
