@@ -45,7 +45,13 @@ pub fn filter_wasm() -> &'static Path {
 /// An Envoy config with the freshly built filter; `{{ADMIN_PORT}}`, `{{LISTENER_PORT}}` and
 /// `{{TEST_DIR}}` stay as placeholders for [`Envoy::start`].
 pub fn envoy_yaml(config: &EnvoyConfig) -> String {
-    config.render(&filter_wasm().display().to_string())
+    config.render(Some(&filter_wasm().display().to_string()))
+}
+
+/// The same Envoy without the filter (HTTP connection manager and router only); the
+/// config's `filter` is not used.
+pub fn plain_envoy_yaml(config: &EnvoyConfig) -> String {
+    config.render(None)
 }
 
 /// A route: path prefix, cluster, optional prefix rewrite.
@@ -114,8 +120,8 @@ const ACCESS_LOG: &str = r#"
                   mcp_trace_id: "%FILTER_STATE(wasm.mcp_trace_id:PLAIN)%""#;
 
 impl EnvoyConfig<'_> {
-    /// The YAML, with the filter loaded from `wasm`.
-    pub fn render(&self, wasm: &str) -> String {
+    /// The YAML, with the filter loaded from `wasm` (none: no filter).
+    fn render(&self, wasm: Option<&str>) -> String {
         let routes: String = self
             .routes
             .iter()
@@ -147,11 +153,7 @@ impl EnvoyConfig<'_> {
                 )
             })
             .collect();
-        let filter: String = self
-            .filter
-            .lines()
-            .map(|l| format!("\n                    {l}"))
-            .collect();
+        let wasm_filter = wasm.map(|wasm| self.wasm_filter(wasm)).unwrap_or_default();
         let access_log = if self.access_log { ACCESS_LOG } else { "" };
         let balance = if self.spread_connections {
             "\n    connection_balance_config: { exact_balance: {} }"
@@ -181,7 +183,24 @@ static_resources:
             - name: mcp
               domains: ["*"]
               routes:{routes}
-          http_filters:
+          http_filters:{wasm_filter}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:{clusters}
+"#
+        )
+    }
+
+    /// The wasm HTTP filter running the MCP filter from `wasm` with this configuration.
+    fn wasm_filter(&self, wasm: &str) -> String {
+        let filter: String = self
+            .filter
+            .lines()
+            .map(|l| format!("\n                    {l}"))
+            .collect();
+        format!(
+            r#"
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -195,12 +214,7 @@ static_resources:
                   code: {{ local: {{ filename: "{wasm}" }} }}
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: |{filter}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:{clusters}
-"#
+                  value: |{filter}"#
         )
     }
 }
@@ -234,7 +248,7 @@ pub fn split_for_lds(static_yaml: &str) -> (String, String) {
 }
 
 /// Replaces every `{{KEY}}` in `template` with its value.
-pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
+fn fill(template: &str, vars: &[(&str, &str)]) -> String {
     vars.iter().fold(template.to_owned(), |text, (key, value)| {
         text.replace(&format!("{{{{{key}}}}}"), value)
     })
@@ -259,7 +273,7 @@ fn placeholders(listener_port: u16, admin_port: u16, dir: &Path) -> Vec<(&'stati
 /// Renders `template` and writes it, refusing to leave a placeholder unsubstituted.
 fn write_rendered(path: &Path, template: &str, vars: &[(&'static str, String)]) {
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let text = render(template, &vars);
+    let text = fill(template, &vars);
     if let Some(at) = text.find("{{") {
         panic!(
             "unsubstituted placeholder in {}: {}",
@@ -285,7 +299,7 @@ impl Envoy {
     ///
     /// The template gets `{{LISTENER_PORT}}`, `{{ADMIN_PORT}}`, `{{WORKSPACE}}`
     /// and `{{TEST_DIR}}` substituted; substitute anything else (e.g.
-    /// `{{UPSTREAM_PORT}}`) with [`render`] beforehand.
+    /// `{{UPSTREAM_PORT}}`) beforehand.
     pub fn start(config_template: &str, concurrency: u32) -> Self {
         Self::start_with(config_template, concurrency, &[], &[])
     }
