@@ -8,16 +8,14 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod filter_host;
-
 use chrono::Utc;
-use filter_host::*;
 use host_collector::ingest::wire::{parse_line, Line};
 use mcp_contract::{fields, status::DropReason, EventName, Outcome};
 use proxy_wasm_test_host::{headers, Vm, World};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
+use test_support::filter_vm::*;
 
 const CONFIG: &str = r#"{
   "min_level": "debug",

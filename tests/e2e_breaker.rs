@@ -6,20 +6,21 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod filter_host;
-mod support;
-
-use filter_host::envoy::{EnvoyConfig, Route};
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
-use support::{demo_bin, free_port, http_request, wait_until, Envoy, Proc, TestDir, POLL};
+use test_support::envoy::Envoy;
+use test_support::envoy::{envoy_yaml, EnvoyConfig, Route};
+use test_support::http;
+use test_support::paths::{binary, free_port, TestDir};
+use test_support::poll::{wait_until, POLL};
+use test_support::process::Proc;
 
 const FILTER: &str = r#"{"upstream": {"breaker": {"failure_threshold": 3, "reset_timeout_ms": 3000, "success_threshold": 1}},
  "health_path": "/.well-known/mcp-gateway/health"}"#;
 
 fn start_envoy(port: u16) -> Envoy {
-    let config = filter_host::envoy_yaml(&EnvoyConfig {
+    let config = envoy_yaml(&EnvoyConfig {
         filter: FILTER,
         routes: &[Route {
             prefix: "/",
@@ -35,7 +36,7 @@ fn start_envoy(port: u16) -> Envoy {
 
 /// The stateless demo server on a fixed port, so it can be stopped and started again.
 fn start_server(port: u16, dir: &TestDir) -> Proc {
-    let mut command = Command::new(demo_bin("demo-mcp-server"));
+    let mut command = Command::new(binary("demo-mcp-server"));
     command.args([
         "--listen",
         &format!("127.0.0.1:{port}"),
@@ -46,17 +47,17 @@ fn start_server(port: u16, dir: &TestDir) -> Proc {
     let health = format!("http://127.0.0.1:{port}/healthz");
     wait_until(Duration::from_secs(30), POLL, || {
         proc.assert_running();
-        matches!(support::http_get(&health), Ok((200, _)))
+        matches!(http::get(&health), Ok((200, _)))
     })
     .expect("demo server healthy");
     proc
 }
 
-fn call(envoy: &Envoy, id: u64) -> support::HttpResponse {
+fn call(envoy: &Envoy, id: u64) -> http::HttpResponse {
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hi"}}}}}}"#
     );
-    http_request(
+    http::request(
         "POST",
         &envoy.url("/mcp"),
         &[
@@ -64,7 +65,7 @@ fn call(envoy: &Envoy, id: u64) -> support::HttpResponse {
             ("accept", "application/json, text/event-stream"),
             ("mcp-protocol-version", "2025-06-18"),
         ],
-        Some(&body),
+        &body,
     )
     .expect("request")
 }
@@ -128,7 +129,7 @@ fn breaker_opens_fails_fast_and_recovers_through_envoy() {
         "fail fast: the upstream is not touched"
     );
     let (status, health_body) =
-        support::http_get(&envoy.url("/.well-known/mcp-gateway/health")).expect("health");
+        http::get(&envoy.url("/.well-known/mcp-gateway/health")).expect("health");
     assert_eq!(status, 503);
     let health: Value = serde_json::from_str(&health_body).expect("health JSON");
     assert_eq!(health["upstreams"][0]["state"], "open");
@@ -141,7 +142,7 @@ fn breaker_opens_fails_fast_and_recovers_through_envoy() {
     });
     assert!(recovered.is_some(), "calls succeed again");
     let (status, health_body) =
-        support::http_get(&envoy.url("/.well-known/mcp-gateway/health")).expect("health");
+        http::get(&envoy.url("/.well-known/mcp-gateway/health")).expect("health");
     assert_eq!(status, 200, "{health_body}");
 
     let all = wait_until(Duration::from_secs(10), POLL, || {
@@ -196,7 +197,7 @@ fn concurrent_load_counts_every_call_once() {
     });
     let total = THREADS * CALLS;
     let health = wait_until(Duration::from_secs(10), POLL, || {
-        let (_, body) = support::http_get(&envoy.url("/.well-known/mcp-gateway/health")).ok()?;
+        let (_, body) = http::get(&envoy.url("/.well-known/mcp-gateway/health")).ok()?;
         let health: Value = serde_json::from_str(&body).ok()?;
         (health["upstreams"][0]["successes"] == total).then_some(health)
     })

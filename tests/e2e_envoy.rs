@@ -6,13 +6,13 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod filter_host;
-mod support;
-
-use filter_host::envoy::{EnvoyConfig, Route};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use support::{step, wait_until, DemoClient, DemoKind, DemoServer, Envoy, POLL};
+use test_support::demo::{step, DemoClient, DemoKind, DemoServer};
+use test_support::envoy::Envoy;
+use test_support::envoy::{envoy_yaml, EnvoyConfig, DEMO_ROUTES};
+use test_support::http;
+use test_support::poll::{wait_until, POLL};
 
 const TOKEN: &str = "e2e-secret-token-41b7";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -27,24 +27,13 @@ const FILTER: &str = r#"{"instance": {"source": {"path_prefix": "/mcp/"}, "allow
 fn start_envoy(upstream: &DemoServer, workers: u32) -> Envoy {
     let config = EnvoyConfig {
         filter: FILTER,
-        routes: &[
-            Route {
-                prefix: "/mcp/demo/",
-                cluster: "upstream",
-                rewrite: Some("/"),
-            },
-            Route {
-                prefix: "/mcp/",
-                cluster: "upstream",
-                rewrite: None,
-            },
-        ],
+        routes: DEMO_ROUTES,
         clusters: &[("upstream", upstream.port)],
         access_log: true,
         spread_connections: workers > 1,
         ..EnvoyConfig::default()
     };
-    Envoy::start(&filter_host::envoy_yaml(&config), workers)
+    Envoy::start(&envoy_yaml(&config), workers)
 }
 
 /// Events in Envoy's log, parsed.
@@ -67,7 +56,7 @@ fn wait_for_events(envoy: &Envoy, done: impl Fn(&[Value]) -> bool) -> Vec<Value>
 }
 
 /// The trace id a reply echoes in `x-mcp-trace-id` (32 hex digits).
-fn trace_echo(reply: &support::HttpResponse) -> String {
+fn trace_echo(reply: &http::HttpResponse) -> String {
     let echoed = reply
         .header("x-mcp-trace-id")
         .unwrap_or_else(|| panic!("no x-mcp-trace-id on the {} reply", reply.status));
@@ -251,22 +240,22 @@ fn batch_and_rejections_through_envoy() {
 
     // Invalid JSON: rejected by the gateway with a JSON-RPC parse error, upstream untouched.
     let before = server.requests().len();
-    let reply = support::http_request(
+    let reply = http::request(
         "POST",
         &url,
         &[("content-type", "application/json")],
-        Some("{not json"),
+        "{not json",
     )
     .expect("request");
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], -32700);
     let rejected_trace = trace_echo(&reply);
     // Unknown instance: 404 with a JSON-RPC error.
-    let reply = support::http_request(
+    let reply = http::request(
         "POST",
         &envoy.url("/mcp/evil/mcp"),
         &[("content-type", "application/json")],
-        Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
     )
     .expect("request");
     assert_eq!(reply.status, 404);
@@ -359,7 +348,7 @@ fn tracestate_travels_with_its_traceparent_through_envoy() {
         headers.extend_from_slice(extra);
         let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{{meta}}}}}"#);
         let before = server.requests().len();
-        let reply = support::http_request("POST", &url, &headers, Some(&body)).expect("POST");
+        let reply = http::request("POST", &url, &headers, &body).expect("POST");
         assert_eq!(reply.status, 200, "{}", reply.body);
         let seen = server.requests();
         assert_eq!(seen.len(), before + 1, "one request reached the server");

@@ -11,20 +11,17 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod filter_host;
-mod pipeline_host;
-mod support;
-
-use filter_host::envoy::{EnvoyConfig, Route};
-use pipeline_host::{Collector, Database, COLLECTOR_TOKEN};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use support::{
-    free_port, step, wait_for_tcp, wait_until, workspace_root, DemoClient, DemoKind, DemoServer,
-    Envoy, Proc, TestDir, POLL,
-};
+use test_support::collector::{Collector, COLLECTOR_TOKEN};
+use test_support::db::TestDb;
+use test_support::demo::{step, DemoClient, DemoKind, DemoServer};
+use test_support::envoy::{envoy_yaml, Envoy, EnvoyConfig, Route};
+use test_support::paths::{free_port, workspace_root, TestDir};
+use test_support::poll::{wait_for_tcp, wait_until, POLL};
+use test_support::process::Proc;
 
 const TOKEN: &str = "interop-client-secret-5d1f";
 
@@ -217,7 +214,7 @@ struct Row {
     version: String,
 }
 
-fn rows(db: &Database, instance: &str) -> Vec<Row> {
+fn rows(db: &TestDb, instance: &str) -> Vec<Row> {
     let value = |key: &str| format!("JSON_UNQUOTE(JSON_EXTRACT(log, '$.\"{key}\"'))");
     let field = |key: &str| format!("IFNULL({}, '')", value(key));
     let sql = format!(
@@ -283,7 +280,7 @@ fn expected_responses(summary: &Value) -> Vec<(&'static str, &'static str, Strin
     ]
 }
 
-fn check_pair(db: &Database, pair: &str, server: Server, summary: &Value) -> Vec<Row> {
+fn check_pair(db: &TestDb, pair: &str, server: Server, summary: &Value) -> Vec<Row> {
     let expected = expected_responses(summary);
     let stored = wait_until(Duration::from_secs(30), POLL, || {
         let stored = rows(db, pair);
@@ -362,15 +359,13 @@ struct Gateway {
     // Dropped in this order: Envoy flushes, then the collector stops, then the database goes.
     envoy: Envoy,
     _collector: Collector,
-    db: Database,
-    _dir: TestDir,
+    db: TestDb,
 }
 
 impl Gateway {
     fn start(pairs: &[(String, Server, Sdk)], servers: &[Server], running: &[Running]) -> Gateway {
-        let db = Database::create("interop");
-        let dir = TestDir::new("interop");
-        let collector = Collector::start(&db.url_via(3306), &[], &dir);
+        let db = TestDb::create("interop");
+        let collector = Collector::start_pipeline(&db.url(), &[]);
         let allowed: Vec<String> = pairs.iter().map(|(p, ..)| format!("\"{p}\"")).collect();
         let filter = format!(
             r#"{{"instance": {{"source": {{"path_prefix": "/mcp/"}}, "allowed": [{}], "on_missing": "reject"}},
@@ -398,7 +393,7 @@ impl Gateway {
             .collect();
         clusters.push(("collector", collector.port));
         let envoy = Envoy::start(
-            &filter_host::envoy_yaml(&EnvoyConfig {
+            &envoy_yaml(&EnvoyConfig {
                 filter: &filter,
                 routes: &routes,
                 clusters: &clusters,
@@ -411,7 +406,6 @@ impl Gateway {
             envoy,
             _collector: collector,
             db,
-            _dir: dir,
         }
     }
 }

@@ -17,10 +17,6 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod filter_host;
-mod pipeline_host;
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -31,13 +27,15 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
-use pipeline_host::{Collector, COLLECTOR_TOKEN};
 use prost::Message;
 use serde_json::{json, Value};
-use support::{
-    free_port, http_request, wait_until, workspace_root, DemoClient, DemoKind, DemoServer, Envoy,
-    Proc, TestDir, POLL,
-};
+use test_support::collector::{Collector, COLLECTOR_TOKEN};
+use test_support::demo::{DemoClient, DemoKind, DemoServer};
+use test_support::envoy::Envoy;
+use test_support::http;
+use test_support::paths::{free_port, workspace_root, TestDir};
+use test_support::poll::{wait_until, POLL};
+use test_support::process::Proc;
 
 const CLIENT_TRACE: &str = "6bf92f3577b34da6a3ce929d0e0e4738";
 const CLIENT_SPAN: &str = "00f067aa0ba902b9";
@@ -154,7 +152,7 @@ struct Stack {
 fn shipped_envoy_config(demo: u16, legacy: u16, collector: u16) -> String {
     let text = std::fs::read_to_string(workspace_root().join("envoy/envoy.yaml"))
         .expect("envoy/envoy.yaml");
-    let wasm = support::target_dir().join("wasm32-wasip1/wasm/mcp_filter.wasm");
+    let wasm = test_support::paths::target_dir().join("wasm32-wasip1/wasm/mcp_filter.wasm");
     let replaced = [
         ("port_value: 9901", "port_value: {{ADMIN_PORT}}".to_string()),
         (
@@ -187,18 +185,17 @@ fn start_stack(collector_args: &[&str]) -> Stack {
     });
     let legacy = DemoServer::start(DemoKind::LegacySse);
     let database = format!("sqlite://{}", dir.file("collector.db").display());
-    let mut collector = Collector::start(&database, collector_args, &dir);
+    let mut collector = Collector::start_pipeline(&database, collector_args);
     let envoy = Envoy::start(
         &shipped_envoy_config(demo.port, legacy.port, collector.port),
         2,
     );
     // Only now is Envoy's port known: restart the collector pointing at the filter's health.
     collector.kill_with("TERM");
-    collector.extra.extend([
-        "--gateway-health-url".to_string(),
-        envoy.url("/.well-known/mcp-gateway/health"),
+    collector.restart_with(&[
+        "--gateway-health-url",
+        &envoy.url("/.well-known/mcp-gateway/health"),
     ]);
-    collector.spawn(&dir);
     Stack {
         envoy,
         demo,
@@ -242,11 +239,11 @@ impl Stack {
 
     fn query(&self, path: &str) -> Value {
         let auth = format!("Bearer {COLLECTOR_TOKEN}");
-        let r = http_request(
+        let r = http::request(
             "GET",
             &format!("http://127.0.0.1:{}{path}", self.collector.port),
             &[("authorization", auth.as_str())],
-            None,
+            "",
         )
         .expect("query API");
         assert_eq!(r.status, 200, "{path}: {}", r.body);
@@ -395,7 +392,7 @@ impl Prometheus {
         let proc = Proc::spawn("prometheus", command, &dir.path).expect("spawn prometheus");
         let ready = wait_until(DEADLINE, POLL, || {
             matches!(
-                support::http_get(&format!("http://127.0.0.1:{port}/-/ready")),
+                http::get(&format!("http://127.0.0.1:{port}/-/ready")),
                 Ok((200, _))
             )
             .then_some(())
@@ -410,7 +407,7 @@ impl Prometheus {
             self.port,
             percent_encode(expr)
         );
-        let r = http_request("GET", &url, &[], None).expect("query");
+        let r = http::request("GET", &url, &[], "").expect("query");
         let body = r.json();
         assert_eq!(body["status"], "success", "{expr}: {}", r.body);
         body["data"]["result"]
@@ -525,11 +522,11 @@ fn prometheus_scrapes_red_series_and_every_dashboard_query_returns_data() {
     }
 
     // The alert rules are loaded and healthy, and nothing fires on a healthy pipeline.
-    let rules = http_request(
+    let rules = http::request(
         "GET",
         &format!("http://127.0.0.1:{}/api/v1/rules", prometheus.port),
         &[],
-        None,
+        "",
     )
     .expect("rules")
     .json();
@@ -810,7 +807,10 @@ fn audit_view_searches_a_tool_and_opens_a_trace_in_headless_chromium() {
     let png = browser.screenshot();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
     assert!(png.len() > 20_000, "a rendered page, {} bytes", png.len());
-    save_screenshot(&png, &support::target_dir().join("audit-view.png"));
+    save_screenshot(
+        &png,
+        &test_support::paths::target_dir().join("audit-view.png"),
+    );
     if std::env::var_os("UPDATE_DOCS_SCREENSHOT").is_some() {
         save_screenshot(&png, &workspace_root().join("docs/audit-view.png"));
     }
@@ -832,7 +832,7 @@ fn every_shipped_envoy_config_passes_envoy_validate() {
     assert!(!configs.is_empty());
     for config in configs {
         // From the repository root, as `make run` starts it (the filter path is relative).
-        let out = Command::new(support::envoy_bin())
+        let out = Command::new(test_support::envoy::envoy_bin())
             .args(["--mode", "validate", "--disable-hot-restart", "-c"])
             .arg(&config)
             .current_dir(workspace_root())

@@ -8,15 +8,15 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod filter_host;
-mod pipeline_host;
-mod support;
-
-use filter_host::envoy::{EnvoyConfig, Route};
-use pipeline_host::{stat_sum, Collector, Database, COLLECTOR_TOKEN};
 use serde_json::Value;
 use std::time::Duration;
-use support::{wait_until, DemoClient, DemoKind, DemoServer, Envoy, TestDir, POLL};
+use test_support::collector::{Collector, COLLECTOR_TOKEN};
+use test_support::db::TestDb;
+use test_support::demo::{DemoClient, DemoKind, DemoServer};
+use test_support::envoy::Envoy;
+use test_support::envoy::{envoy_yaml, EnvoyConfig, Route};
+use test_support::http;
+use test_support::poll::{wait_until, POLL};
 
 const TOKEN: &str = "pipeline-client-secret-9c2e";
 const TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
@@ -30,7 +30,7 @@ fn envoy_config(shipping: &str, upstream_port: u16, collector_port: u16) -> Stri
  "collector": {{"cluster": "collector", "authority": "collector", "token": "{COLLECTOR_TOKEN}",
                "timeout_ms": 2000, {shipping}}}}}"#
     );
-    filter_host::envoy_yaml(&EnvoyConfig {
+    envoy_yaml(&EnvoyConfig {
         filter: &filter,
         routes: &[Route {
             prefix: "/mcp/demo/",
@@ -44,9 +44,8 @@ fn envoy_config(shipping: &str, upstream_port: u16, collector_port: u16) -> Stri
 
 #[test]
 fn events_reach_mariadb_and_survive_a_collector_outage() {
-    let db = Database::create("e2e");
-    let dir = TestDir::new("pipeline");
-    let mut collector = Collector::start(&db.url_via(3306), &[], &dir);
+    let db = TestDb::create("e2e");
+    let mut collector = Collector::start_pipeline(&db.url(), &[]);
     let server = DemoServer::start(DemoKind::Streamable {
         json_response: false,
         stateless: false,
@@ -73,7 +72,7 @@ fn events_reach_mariadb_and_survive_a_collector_outage() {
     ]);
     assert!(status.success(), "{summary:#}");
     let responses =
-        |db: &Database| db.count("SELECT COUNT(*) FROM mcp_gateway_log WHERE event = 'response'");
+        |db: &TestDb| db.count("SELECT COUNT(*) FROM mcp_gateway_log WHERE event = 'response'");
     wait_until(Duration::from_secs(30), POLL, || responses(&db) >= 15)
         .unwrap_or_else(|| panic!("responses stored: {}\n{}", responses(&db), collector.logs()));
 
@@ -134,8 +133,8 @@ fn events_reach_mariadb_and_survive_a_collector_outage() {
     let failed_connects = || envoy.stat("cluster.collector.upstream_cx_connect_fail");
     wait_until(Duration::from_secs(10), POLL, || failed_connects() > 0)
         .expect("the filter tried the collector while it was down");
-    collector.spawn(&dir);
-    let echo_calls = |db: &Database| {
+    collector.restart();
+    let echo_calls = |db: &TestDb| {
         db.count(
             "SELECT COUNT(*) FROM mcp_gateway_log WHERE event = 'response' AND tool_name = 'echo'",
         )
@@ -152,10 +151,10 @@ fn events_reach_mariadb_and_survive_a_collector_outage() {
     // sent = stored + counted drops, exactly, per source: wait until every VM has shipped
     // all it emitted (the buffers drain on the next flush).
     let identity = || {
-        let emitted = stat_sum(&envoy, "mcp_filter_events_emitted");
-        let dropped = stat_sum(&envoy, "mcp_filter_events_dropped_buffer_full")
-            + stat_sum(&envoy, "mcp_filter_events_dropped_callout_failed")
-            + stat_sum(&envoy, "mcp_filter_events_dropped_rejected_by_collector");
+        let emitted = envoy.stat_sum("mcp_filter_events_emitted");
+        let dropped = envoy.stat_sum("mcp_filter_events_dropped_buffer_full")
+            + envoy.stat_sum("mcp_filter_events_dropped_callout_failed")
+            + envoy.stat_sum("mcp_filter_events_dropped_rejected_by_collector");
         let stored = db.count("SELECT COUNT(*) FROM mcp_gateway_log");
         (emitted > 0 && emitted == stored + dropped).then_some((emitted, stored, dropped))
     };
@@ -163,7 +162,7 @@ fn events_reach_mariadb_and_survive_a_collector_outage() {
         .unwrap_or_else(|| {
             panic!(
                 "identity never held: emitted {} stored {}",
-                stat_sum(&envoy, "mcp_filter_events_emitted"),
+                envoy.stat_sum("mcp_filter_events_emitted"),
                 db.count("SELECT COUNT(*) FROM mcp_gateway_log")
             )
         });
@@ -179,14 +178,14 @@ fn events_reach_mariadb_and_survive_a_collector_outage() {
         assert_eq!(cols[1], cols[3], "source {}: rows = max seq", cols[0]);
         assert_eq!(cols[1], cols[2], "source {}: no duplicates", cols[0]);
     }
-    let query = support::http_request(
+    let query = http::request(
         "GET",
         &format!(
             "http://127.0.0.1:{}/v1/logs?trace_id={TRACE_ID}&event=response&limit=100",
             collector.port
         ),
         &[("authorization", &format!("Bearer {COLLECTOR_TOKEN}"))],
-        None,
+        "",
     )
     .expect("query API");
     assert_eq!(query.status, 200, "{}", query.body);
@@ -200,9 +199,8 @@ fn events_reach_mariadb_and_survive_a_collector_outage() {
 /// count, so these events can only reach the database through that final drain.
 #[test]
 fn a_replaced_filter_configuration_ships_its_buffer_before_retiring() {
-    let db = Database::create("reconfigure");
-    let dir = TestDir::new("reconfigure");
-    let collector = Collector::start(&db.url_via(3306), &[], &dir);
+    let db = TestDb::create("reconfigure");
+    let collector = Collector::start_pipeline(&db.url(), &[]);
     let server = DemoServer::start(DemoKind::Streamable {
         json_response: true,
         stateless: true,
@@ -211,7 +209,7 @@ fn a_replaced_filter_configuration_ships_its_buffer_before_retiring() {
         let shipping = format!(
             r#""flush_interval_ms": {flush_interval_ms}, "max_batch_events": 100000, "max_batch_bytes": 4194304"#
         );
-        filter_host::envoy::split_for_lds(&envoy_config(&shipping, server.port, collector.port))
+        test_support::envoy::split_for_lds(&envoy_config(&shipping, server.port, collector.port))
     };
     let (bootstrap, lds) = listener(600_000);
     let envoy = Envoy::start_with(
@@ -227,16 +225,25 @@ fn a_replaced_filter_configuration_ships_its_buffer_before_retiring() {
         ("accept", "application/json, text/event-stream"),
     ];
     for _ in 0..10 {
-        let (status, body) = pipeline_host::fast_post(&url, &headers, call).expect("POST");
+        let reply = http::post(&url, &headers, call).expect("POST");
+        let (status, body) = (reply.status, reply.body);
         assert_eq!(status, 200, "{body}");
     }
+    // An exchange's last event can be emitted after its client has the response: read the
+    // count once it has stopped moving (unchanged for half a second).
+    let mut last = (0, 0);
     let emitted = wait_until(Duration::from_secs(10), POLL, || {
-        let emitted = stat_sum(&envoy, "mcp_filter_events_emitted");
-        (emitted >= 10).then_some(emitted)
+        let emitted = envoy.stat_sum("mcp_filter_events_emitted");
+        last = if emitted == last.0 {
+            (emitted, last.1 + 1)
+        } else {
+            (emitted, 0)
+        };
+        (emitted >= 10 && last.1 >= 10).then_some(emitted)
     })
     .expect("events emitted");
     assert_eq!(
-        stat_sum(&envoy, "mcp_filter_events_shipped"),
+        envoy.stat_sum("mcp_filter_events_shipped"),
         0,
         "held by the old config"
     );
@@ -263,9 +270,9 @@ fn a_replaced_filter_configuration_ships_its_buffer_before_retiring() {
         "the retiring VMs said so"
     );
     assert_eq!(
-        stat_sum(&envoy, "mcp_filter_events_dropped_callout_failed"),
+        envoy.stat_sum("mcp_filter_events_dropped_callout_failed"),
         0
     );
-    let (status, _) = pipeline_host::fast_post(&url, &headers, call).expect("POST");
+    let status = http::post(&url, &headers, call).expect("POST").status;
     assert_eq!(status, 200, "the new configuration serves");
 }

@@ -6,12 +6,10 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod filter_host;
-
-use filter_host::*;
 use proxy_wasm_test_host::{headers, Action, StreamId, Vm, World};
 use serde_json::Value;
 use std::time::Duration;
+use test_support::filter_vm::*;
 
 const CONFIG: &str = r#"{
   "upstream": {"breaker": {"failure_threshold": 3, "reset_timeout_ms": 1000, "success_threshold": 1}},

@@ -5,12 +5,10 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod filter_host;
-
-use filter_host::*;
 use proxy_wasm_test_host::{headers, values, Action, Vm, World};
 use serde_json::Value;
 use std::time::Duration;
+use test_support::filter_vm::*;
 
 const CONFIG: &str = r#"{
   "instance": {"source": {"path_prefix": "/mcp/"}, "allowed": ["demo", "legacy"], "on_missing": "reject"},
@@ -31,7 +29,7 @@ fn setup() -> (World, Vm) {
 fn invalid_config_is_refused_naming_the_field() {
     let world = World::new();
     let bad = r#"{"instance": {"source": {"header": "x-mcp-instance"}, "on_missing": "drop"}}"#;
-    let refused = |config: &str| match Vm::load_file(&world, wasm_path(), options(config)) {
+    let refused = |config: &str| match Vm::load_file(&world, filter_wasm(), options(config)) {
         Ok(_) => panic!("config must be refused: {config}"),
         Err(e) => format!("{e:#}"),
     };
@@ -40,7 +38,7 @@ fn invalid_config_is_refused_naming_the_field() {
     let unbounded = r#"{"instance": {"source": {"header": "x-mcp-instance"}}}"#;
     assert!(refused(unbounded).contains("instance.allowed"));
     // Empty configuration means defaults.
-    Vm::load_file(&world, wasm_path(), options("")).expect("defaults load");
+    Vm::load_file(&world, filter_wasm(), options("")).expect("defaults load");
 }
 
 #[test]
@@ -499,7 +497,7 @@ fn legacy_sse_endpoint_rewrite_and_cross_worker_matching() {
     vm.response_body(get, sse_event(&ok_result(5)).as_bytes(), false)
         .expect("the same answer again");
     assert_eq!(
-        named(&filter_host::events(&vm), "response").len(),
+        named(&test_support::filter_vm::events(&vm), "response").len(),
         1,
         "a parked request is answered once"
     );

@@ -6,12 +6,10 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod filter_host;
-
-use filter_host::*;
 use proxy_wasm_test_host::{headers, HttpCall, Vm, World};
 use serde_json::Value;
 use std::time::Duration;
+use test_support::filter_vm::*;
 
 fn config(collector: &str) -> String {
     format!(r#"{{"min_level": "info", "collector": {collector}}}"#)
@@ -329,7 +327,7 @@ fn collector_rejections_are_counted_and_reported() {
 fn collector_config_errors_name_the_field() {
     let world = World::new();
     let bad = config(r#"{"max_batch_bytes":10}"#);
-    match Vm::load_file(&world, wasm_path(), options(&bad)) {
+    match Vm::load_file(&world, filter_wasm(), options(&bad)) {
         Ok(_) => panic!("must be refused"),
         Err(e) => assert!(
             format!("{e:#}").contains("collector.max_batch_bytes"),

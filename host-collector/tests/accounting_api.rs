@@ -5,10 +5,9 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
 use serde_json::json;
+use test_support::collector::*;
+use test_support::http;
 
 fn status(source: &str, buffer_full: u64, emitted: u64) -> String {
     format!(
@@ -144,7 +143,7 @@ async fn accounting_and_red_metrics_over_http() {
         "no gauge while emitted is unknown"
     );
 
-    let unauthenticated = client::request(running.addr, "GET", "/v1/accounting", &[], Vec::new())
+    let unauthenticated = http::request_at(running.addr, "GET", "/v1/accounting", &[], Vec::new())
         .await
         .expect("request");
     assert_eq!(unauthenticated.status, 401);

@@ -10,31 +10,20 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{client, event, get, post, with_mariadb, TOKEN};
 use host_collector::app::Running;
+use test_support::collector::{
+    event, events, get, post, sample_value, start, Collector, COLLECTOR_TOKEN,
+};
+use test_support::db::with_mariadb;
+use test_support::http;
+use test_support::pipeline::figures;
+use test_support::poll::eventually;
 
-fn figures(test: &str, value: serde_json::Value) {
-    let line = serde_json::json!({ "test": test, "figures": value });
-    eprintln!("RELIABILITY {line}");
-    if let Some(path) = std::env::var_os("RELIABILITY_FIGURES") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
-}
-
-async fn raw(running: &Running, headers: &[(&str, &str)], body: Vec<u8>) -> client::Reply {
-    client::request(running.addr, "POST", "/v1/logs", headers, body)
+async fn raw(running: &Running, headers: &[(&str, &str)], body: Vec<u8>) -> http::HttpResponse {
+    http::request_at(running.addr, "POST", "/v1/logs", headers, body)
         .await
         .expect("POST /v1/logs answered")
 }
@@ -46,7 +35,7 @@ async fn declared_length_status(running: &Running, length: usize) -> u16 {
         .await
         .expect("connect");
     let head = format!(
-        "POST /v1/logs HTTP/1.1\r\nhost: collector\r\nauthorization: Bearer {TOKEN}\r\n\
+        "POST /v1/logs HTTP/1.1\r\nhost: collector\r\nauthorization: Bearer {COLLECTOR_TOKEN}\r\n\
          content-type: application/x-ndjson\r\ncontent-length: {length}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.expect("send head");
@@ -63,18 +52,15 @@ async fn declared_length_status(running: &Running, length: usize) -> u16 {
 }
 
 async fn metrics_text(running: &Running) -> String {
-    let reply = client::request(running.metrics_addr, "GET", "/metrics", &[], Vec::new())
+    let reply = http::request_at(running.metrics_addr, "GET", "/metrics", &[], Vec::new())
         .await
         .expect("GET /metrics");
     assert_eq!(reply.status, 200);
-    String::from_utf8_lossy(&reply.body).into_owned()
+    reply.body.clone()
 }
 
 fn metric_value(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    sample_value(text, sample).unwrap_or(0.0)
 }
 
 /// One tried input and what happened, for the figures.
@@ -116,7 +102,7 @@ fn line(extra_fields: &str, source: &str, seq: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
     with_mariadb(|db| async move {
-        let running = common::start(
+        let running = start(
             &db.url(),
             &[
                 "--max-body-bytes",
@@ -142,19 +128,19 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
             ("token prefix", vec![ndjson, ("authorization", "Bearer test-token-012345678")]),
             ("token + suffix", vec![ndjson, ("authorization", "Bearer test-token-0123456789x")]),
             ("basic scheme", vec![ndjson, ("authorization", "Basic dGVzdC10b2tlbi0wMTIzNDU2Nzg5")]),
-            ("bare token", vec![ndjson, ("authorization", TOKEN)]),
+            ("bare token", vec![ndjson, ("authorization", COLLECTOR_TOKEN)]),
             ("empty bearer", vec![ndjson, ("authorization", "Bearer ")]),
         ] {
             let reply = raw(&running, &headers, body.clone()).await;
             assert_eq!(reply.status, 401, "{name}");
             assert!(
-                !String::from_utf8_lossy(&reply.body).contains(TOKEN),
+                !reply.body.contains(COLLECTOR_TOKEN),
                 "401 body never echoes the token"
             );
             tally.record(name, "401");
         }
         for path in ["/v1/logs?limit=1", "/v1/accounting"] {
-            let reply = client::request(running.addr, "GET", path, &[], Vec::new())
+            let reply = http::request_at(running.addr, "GET", path, &[], Vec::new())
                 .await
                 .expect("GET");
             assert_eq!(reply.status, 401, "{path} without token");
@@ -375,7 +361,7 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
         assert_eq!(reply.status, 200, "forged status records answered");
         let accounting = get(running.addr, "/v1/accounting").await;
         assert_eq!(accounting.status, 200, "accounting survives u64::MAX counters");
-        let metrics_reply = client::request(running.metrics_addr, "GET", "/metrics", &[], Vec::new())
+        let metrics_reply = http::request_at(running.metrics_addr, "GET", "/metrics", &[], Vec::new())
             .await
             .expect("metrics answered");
         assert_eq!(metrics_reply.status, 200, "/metrics survives u64::MAX counters");
@@ -393,7 +379,7 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
             ("/v1/logs?sort=id", 400),
         ] {
             let reply = get(running.addr, query).await;
-            assert_eq!(reply.status, expect, "{query}: {}", String::from_utf8_lossy(&reply.body));
+            assert_eq!(reply.status, expect, "{query}: {}", reply.body);
             if expect == 200 {
                 assert_eq!(reply.json()["items"].as_array().map(Vec::len).unwrap_or(0), 0, "{query} matches nothing");
             }
@@ -402,7 +388,7 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
 
         // --- everything valid arrived; the table and the process survived ------------------
         let expected_rows = markers.sent + deep_accepted + cut_accepted + 10 + 1 + 10_000 + 1 + 1 + 2_000;
-        common::eventually("every valid event persisted", Duration::from_secs(60), || async {
+        eventually("every valid event persisted", Duration::from_secs(60), || async {
             running.snapshot().counters.persisted >= expected_rows
         })
         .await;
@@ -444,10 +430,10 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
         let deep = get(running.addr, "/v1/logs?source=deep&limit=10").await;
         assert_eq!(deep.status, 200, "query renders deeply nested rows");
         assert_eq!(deep.json()["items"].as_array().map(Vec::len), Some(deep_accepted as usize));
-        let health = client::request(running.addr, "GET", "/health", &[], Vec::new())
+        let health = http::request_at(running.addr, "GET", "/health", &[], Vec::new())
             .await
             .expect("health");
-        assert_eq!(health.status, 200, "{}", String::from_utf8_lossy(&health.body));
+        assert_eq!(health.status, 200, "{}", health.body);
         let c = running.snapshot().counters;
         figures(
             "collector_hostile_ingest",
@@ -472,9 +458,6 @@ async fn hostile_ingest_gets_clear_answers_and_loses_nothing_valid() {
 /// password, even while the database is unreachable and errors are being reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_metrics_and_logs_do_not_leak_credentials() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     let db_password = "DbPassw0rd-LEAK-CANARY-77";
     let token = "collector-token-LEAK-CANARY-0123456789";
     // Nothing listens on this port: the database is "down" with credentials in the URL.
@@ -483,94 +466,35 @@ async fn health_metrics_and_logs_do_not_leak_credentials() {
         .local_addr()
         .unwrap()
         .port();
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let metrics_listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_host-collector"))
-        .args([
-            "--listen",
-            &listen.to_string(),
-            "--metrics-listen",
-            &metrics_listen.to_string(),
-        ])
-        .args([
+    let database_url = format!("mysql://leakuser:{db_password}@127.0.0.1:{dead_port}/leakdb");
+    // Returns once the collector serves (/health answers 503: the database is down).
+    let mut collector = Collector::start_with_env(
+        &[
             "--database-url",
-            &format!("mysql://leakuser:{db_password}@127.0.0.1:{dead_port}/leakdb"),
-        ])
-        .args([
+            &database_url,
             "--health-check-interval",
             "100ms",
             "--db-acquire-timeout",
             "500ms",
-        ])
-        .args([
             "--retry-initial-backoff",
             "50ms",
             "--retry-max-backoff",
             "200ms",
-        ])
-        .env("COLLECTOR_TOKEN", token)
-        .env("LOG_LEVEL", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn host-collector");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| {
-                let _ = tx.send(l);
-            })
-    });
-    std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .for_each(|l| {
-                let _ = tx2.send(l);
-            })
-    });
-
-    let up = async {
-        for _ in 0..200 {
-            if client::request(listen, "GET", "/health", &[], Vec::new())
-                .await
-                .is_ok()
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
-    };
-    assert!(up.await, "collector did not come up");
+        ],
+        &[("COLLECTOR_TOKEN", token), ("LOG_LEVEL", "debug")],
+    );
+    let (listen, metrics_listen) = (collector.addr(), collector.metrics_addr());
     let bearer = format!("Bearer {token}");
     let headers = [
         ("authorization", bearer.as_str()),
         ("content-type", "application/x-ndjson"),
     ];
     // Events that will fail to be written, so errors get logged and counted.
-    let reply = client::request(
-        listen,
-        "POST",
-        "/v1/logs",
-        &headers,
-        common::events("leak", 1..=5),
-    )
-    .await
-    .expect("ingest");
+    let reply = http::request_at(listen, "POST", "/v1/logs", &headers, events("leak", 1..=5))
+        .await
+        .expect("ingest");
     assert_eq!(reply.status, 200);
-    let wrong = client::request(
+    let wrong = http::request_at(
         listen,
         "POST",
         "/v1/logs",
@@ -578,7 +502,7 @@ async fn health_metrics_and_logs_do_not_leak_credentials() {
             ("authorization", "Bearer guess-guess-guess-guess"),
             ("content-type", "application/x-ndjson"),
         ],
-        common::events("leak", 6..=6),
+        events("leak", 6..=6),
     )
     .await
     .expect("ingest");
@@ -586,34 +510,28 @@ async fn health_metrics_and_logs_do_not_leak_credentials() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let mut bodies = Vec::new();
-    let health = client::request(listen, "GET", "/health", &[], Vec::new())
+    let health = http::request_at(listen, "GET", "/health", &[], Vec::new())
         .await
         .expect("health");
     assert_eq!(health.status, 503, "database down -> unhealthy");
-    bodies.push(("health", String::from_utf8_lossy(&health.body).into_owned()));
-    let metrics = client::request(metrics_listen, "GET", "/metrics", &[], Vec::new())
+    bodies.push(("health", health.body.clone()));
+    let metrics = http::request_at(metrics_listen, "GET", "/metrics", &[], Vec::new())
         .await
         .expect("metrics");
-    bodies.push((
-        "metrics",
-        String::from_utf8_lossy(&metrics.body).into_owned(),
-    ));
-    let query = client::request(listen, "GET", "/v1/logs?limit=1", &headers, Vec::new())
+    bodies.push(("metrics", metrics.body.clone()));
+    let query = http::request_at(listen, "GET", "/v1/logs?limit=1", &headers, Vec::new())
         .await
         .expect("query");
-    bodies.push((
-        "query error",
-        String::from_utf8_lossy(&query.body).into_owned(),
-    ));
-    bodies.push(("401", String::from_utf8_lossy(&wrong.body).into_owned()));
+    bodies.push(("query error", query.body.clone()));
+    bodies.push(("401", wrong.body.clone()));
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().expect("wait");
-    std::thread::sleep(Duration::from_millis(200));
-    let log: Vec<String> = rx.try_iter().collect();
-    let log_text = log.join("\n");
+    let exit = collector.kill_with("TERM");
+    // stdout and stderr, without the harness's `--- name stdout ---` headers.
+    let log_text = collector.logs();
+    let log: Vec<&str> = log_text
+        .lines()
+        .filter(|l| !l.starts_with("--- "))
+        .collect();
     assert!(log.len() > 3, "collector logged something: {log_text}");
 
     let canaries = [token, db_password, "guess-guess-guess-guess"];
@@ -644,7 +562,7 @@ async fn health_metrics_and_logs_do_not_leak_credentials() {
             "canaries": canaries.len(),
             "hits": hits,
             "log_lines": log.len(),
-            "exit": status.code(),
+            "exit": exit,
         }),
     );
     assert_eq!(hits, 0, "credentials leaked; see LEAK lines above");

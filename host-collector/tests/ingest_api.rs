@@ -5,11 +5,11 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use test_support::collector::*;
+use test_support::db::*;
+use test_support::http;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -204,20 +204,20 @@ async fn auth_content_type_and_size_limits() {
     let ndjson = ("content-type", "application/x-ndjson");
     let body = || events("vm-a", 1..=3);
 
-    let none = client::request(addr, "POST", "/v1/logs", &[ndjson], body())
+    let none = http::request_at(addr, "POST", "/v1/logs", &[ndjson], body())
         .await
         .expect("request");
     assert_eq!(none.status, 401);
     let wrong = [("authorization", "Bearer test-token-0123456789x"), ndjson];
     assert_eq!(
-        client::request(addr, "POST", "/v1/logs", &wrong, body())
+        http::request_at(addr, "POST", "/v1/logs", &wrong, body())
             .await
             .expect("request")
             .status,
         401
     );
     assert_eq!(
-        client::request(addr, "GET", "/v1/logs", &[], Vec::new())
+        http::request_at(addr, "GET", "/v1/logs", &[], Vec::new())
             .await
             .expect("request")
             .status,
@@ -229,7 +229,7 @@ async fn auth_content_type_and_size_limits() {
         ("content-type", "application/json"),
     ];
     assert_eq!(
-        client::request(addr, "POST", "/v1/logs", &json_ct, body())
+        http::request_at(addr, "POST", "/v1/logs", &json_ct, body())
             .await
             .expect("request")
             .status,
@@ -240,7 +240,7 @@ async fn auth_content_type_and_size_limits() {
         ("content-type", "application/x-ndjson; charset=utf-8"),
     ];
     assert_eq!(
-        client::request(addr, "POST", "/v1/logs", &with_charset, body())
+        http::request_at(addr, "POST", "/v1/logs", &with_charset, body())
             .await
             .expect("request")
             .status,
@@ -254,7 +254,7 @@ async fn auth_content_type_and_size_limits() {
     // Without a Content-Length the limit is enforced while reading.
     let chunk = vec![b' '; 3000];
     let mut chunked = format!(
-        "POST /v1/logs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\
+        "POST /v1/logs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {COLLECTOR_TOKEN}\r\n\
          content-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
         chunk.len()
     )

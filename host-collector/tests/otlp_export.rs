@@ -7,8 +7,6 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +16,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing;
 use axum::Router;
-use common::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -27,6 +24,8 @@ use opentelemetry_proto::tonic::trace::v1::{
     span::SpanKind, status::StatusCode as SpanStatus, Span,
 };
 use prost::Message;
+use test_support::collector::*;
+use test_support::poll::eventually;
 
 #[derive(Default)]
 struct Received {

@@ -5,12 +5,13 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use sqlx::Row as _;
+use test_support::collector::*;
+use test_support::db::*;
+use test_support::http;
+use test_support::poll::eventually;
 use tokio::io::AsyncWriteExt;
 
 async fn stored_seqs(db: &TestDb) -> Vec<i64> {
@@ -23,7 +24,7 @@ async fn stored_seqs(db: &TestDb) -> Vec<i64> {
 }
 
 async fn health_status(running: &host_collector::app::Running) -> (u16, serde_json::Value) {
-    let reply = client::request(running.addr, "GET", "/health", &[], Vec::new())
+    let reply = http::request_at(running.addr, "GET", "/health", &[], Vec::new())
         .await
         .expect("GET /health");
     (reply.status, reply.json())
@@ -32,7 +33,7 @@ async fn health_status(running: &host_collector::app::Running) -> (u16, serde_js
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_cut_mid_run_then_restored_loses_nothing_and_keeps_order() {
     with_mariadb(|db| async move {
-        let proxy = CutProxy::start(MARIADB_ADDR).await;
+        let proxy = DbProxy::mariadb();
         let running = start(&db.url_via(proxy.port), &["--batch-max-rows", "50"]).await;
         assert_eq!(
             post(running.addr, events("vm-a", 1..=100)).await.json()["accepted"],
@@ -93,7 +94,7 @@ async fn mariadb_cut_mid_run_then_restored_loses_nothing_and_keeps_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budget_forces_drop_oldest_while_database_is_down() {
     with_mariadb(|db| async move {
-        let proxy = CutProxy::start(MARIADB_ADDR).await;
+        let proxy = DbProxy::mariadb();
         proxy.cut();
         // ~1 KiB per event with overhead: a 64 KiB budget holds a few dozen.
         let running = start(
@@ -143,7 +144,7 @@ async fn budget_forces_drop_oldest_while_database_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_the_queue_and_counts_what_cannot_be_written() {
     with_mariadb(|db| async move {
-        let proxy = CutProxy::start(MARIADB_ADDR).await;
+        let proxy = DbProxy::mariadb();
         // Drained: the database comes back just as shutdown starts.
         let running = start(&db.url_via(proxy.port), &[]).await;
         proxy.cut();
@@ -204,7 +205,7 @@ async fn concurrency_cap_answers_503_and_health_follows() {
             .await
             .expect("connect");
         let head = format!(
-            "POST /v1/logs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\
+            "POST /v1/logs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {COLLECTOR_TOKEN}\r\n\
              content-type: application/x-ndjson\r\ncontent-length: 1000\r\n\r\n{{"
         );
         s.write_all(head.as_bytes()).await.expect("write");
@@ -216,13 +217,7 @@ async fn concurrency_cap_answers_503_and_health_follows() {
     .await;
     let refused = post(running.addr, events("vm-a", 1..=1)).await;
     assert_eq!(refused.status, 503);
-    assert_eq!(
-        refused
-            .headers
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("1")
-    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
     eventually(
         "health turns 503 after sustained saturation",
         Duration::from_secs(10),
@@ -246,15 +241,23 @@ async fn concurrency_cap_answers_503_and_health_follows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_drains_and_exits_zero_on_sigterm() {
     let db = TempSqlite::new();
-    let mut collector = CollectorProcess::start(&["--database-url", &db.url()]).await;
-    collector.wait_for_log("\"setting\":\"queue_budget\"").await;
+    let mut collector = Collector::start_with_env(
+        &["--database-url", &db.url()],
+        &[("LOG_FORMAT", "json"), ("COLLECTOR_TOKEN", COLLECTOR_TOKEN)],
+    );
+    collector.wait_for_log("\"setting\":\"queue_budget\"");
     assert_eq!(
-        post(collector.addr, events("vm-a", 1..=20)).await.json()["accepted"],
+        post(collector.addr(), events("vm-a", 1..=20)).await.json()["accepted"],
         20
     );
-    let (code, log) = collector.signal_and_wait("TERM").await;
+    let code = collector.kill_with("TERM");
+    let logs = collector.logs();
+    let log: Vec<&str> = logs.lines().collect();
     assert_eq!(code, Some(0));
-    assert!(!log.iter().any(|l| l.contains(TOKEN)), "token never logged");
+    assert!(
+        !log.iter().any(|l| l.contains(COLLECTOR_TOKEN)),
+        "token never logged"
+    );
     let stopped = log
         .iter()
         .find(|l| l.contains("\"msg\":\"stopped\""))

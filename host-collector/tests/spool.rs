@@ -5,13 +5,12 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
 use sqlx::sqlite::SqlitePool;
+use test_support::collector::*;
+use test_support::poll::eventually;
 
 /// Segment files in the spool directory.
 fn segment_files(dir: &Path) -> Vec<String> {
@@ -23,6 +22,9 @@ fn segment_files(dir: &Path) -> Vec<String> {
         .filter(|n| n.ends_with(".ndjson"))
         .collect()
 }
+
+/// The collector logs JSON, so its log lines can be waited for and read.
+const JSON_LOGS: &[(&str, &str)] = &[("LOG_FORMAT", "json")];
 
 async fn sqlite_seqs(db: &TempSqlite) -> Vec<i64> {
     let pool = SqlitePool::connect(&db.url()).await.expect("open sqlite");
@@ -41,55 +43,56 @@ async fn acknowledged_events_survive_sigkill_and_are_written_after_restart() {
     let spool_arg = spool.to_str().expect("utf-8 path");
     // Nothing listens on port 1: every write fails, so acknowledged events stay queued.
     let unreachable = "mysql://root@127.0.0.1:1/none";
-    let first = CollectorProcess::start(&[
-        "--database-url",
-        unreachable,
-        "--spool-dir",
-        spool_arg,
-        "--db-acquire-timeout",
-        "200ms",
-    ])
-    .await;
+    let mut first = Collector::start_with_env(
+        &[
+            "--database-url",
+            unreachable,
+            "--spool-dir",
+            spool_arg,
+            "--db-acquire-timeout",
+            "200ms",
+        ],
+        JSON_LOGS,
+    );
     for chunk in [1..=40, 41..=100] {
-        let reply = post(first.addr, events("vm-a", chunk)).await;
+        let reply = post(first.addr(), events("vm-a", chunk)).await;
         assert_eq!(reply.status, 200);
     }
-    assert_eq!(
-        first.metric("collector_events_persisted_total").await,
-        Some(0.0)
-    );
-    let (code, _) = first.signal_and_wait("KILL").await;
+    assert_eq!(first.sample("collector_events_persisted_total"), Some(0.0));
+    let code = first.kill_with("KILL");
     assert_eq!(code, None, "killed, no drain");
     assert!(
         !segment_files(&spool).is_empty(),
         "the spool holds the events"
     );
 
-    let mut second =
-        CollectorProcess::start(&["--database-url", &db.url(), "--spool-dir", spool_arg]).await;
-    let replay = second.wait_for_log("replayed events").await;
+    let mut second = Collector::start_with_env(
+        &["--database-url", &db.url(), "--spool-dir", spool_arg],
+        JSON_LOGS,
+    );
+    let replay = second.wait_for_log("replayed events");
     assert_eq!(
         (replay["found"].as_u64(), replay["queued"].as_u64()),
         (Some(100), Some(100))
     );
     assert_eq!(
-        second.metric("collector_spool_replayed_events_total").await,
+        second.sample("collector_spool_replayed_events_total"),
         Some(100.0)
     );
     eventually("100 events persisted", Duration::from_secs(30), || async {
-        second.metric("collector_events_persisted_total").await == Some(100.0)
+        second.sample("collector_events_persisted_total") == Some(100.0)
     })
     .await;
     // A retry of a batch the dead collector had acknowledged is a duplicate, not a new row.
-    let retry = post(second.addr, events("vm-a", 90..=100)).await;
+    let retry = post(second.addr(), events("vm-a", 90..=100)).await;
     assert_eq!(retry.json()["duplicates"], 11);
     eventually(
         "settled segments deleted",
         Duration::from_secs(10),
-        || async { second.metric("collector_spool_bytes").await == Some(0.0) },
+        || async { second.sample("collector_spool_bytes") == Some(0.0) },
     )
     .await;
-    let (code, _) = second.signal_and_wait("TERM").await;
+    let code = second.kill_with("TERM");
     assert_eq!(code, Some(0));
     assert_eq!(sqlite_seqs(&db).await, (1..=100).collect::<Vec<i64>>());
     assert_eq!(
@@ -117,8 +120,8 @@ async fn a_spool_that_cannot_write_refuses_ingest_and_the_retry_is_kept() {
     std::fs::write(&spool, b"not a directory").expect("file in its place");
     let refused = post(running.addr, events("vm-a", 6..=10)).await;
     assert_eq!(refused.status, 503);
-    assert_eq!(refused.headers["retry-after"], "1");
-    let body = String::from_utf8_lossy(&refused.body).to_string();
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let body = refused.body.clone();
     assert!(
         !body.contains(spool_arg),
         "no internal path in the reply: {body}"

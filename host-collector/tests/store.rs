@@ -4,16 +4,15 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::*;
 use host_collector::event::{Level, Row};
 use host_collector::retention::{sweep, RetentionConfig};
 use host_collector::store::{open, LogQuery, Store, StoreOptions};
+use test_support::collector::*;
+use test_support::db::*;
 
 fn row(seq: u64, age_days: i64) -> Row {
     let created = (Utc::now() - chrono::Duration::days(age_days)).naive_utc();

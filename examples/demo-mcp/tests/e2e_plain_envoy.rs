@@ -4,57 +4,27 @@
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../../tests/support/mod.rs"]
-mod support;
-
 use serde_json::Value;
-use support::{render, step, DemoClient, DemoKind, DemoServer, Envoy};
-
-/// Streaming-friendly proxy: no route timeout (SSE streams may idle), long
-/// stream idle timeout, no buffering filters.
-const PLAIN_PROXY: &str = r#"
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: {{ADMIN_PORT}} } }
-static_resources:
-  listeners:
-  - name: mcp
-    address: { socket_address: { address: 127.0.0.1, port_value: {{LISTENER_PORT}} } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: mcp
-          stream_idle_timeout: 300s
-          request_timeout: 0s
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: upstream, timeout: 0s, idle_timeout: 300s }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: {{UPSTREAM_PORT}} } } }
-"#;
+use test_support::demo::{step, DemoClient, DemoKind, DemoServer};
+use test_support::envoy::{plain_envoy_yaml, Envoy, EnvoyConfig, Route};
+use test_support::paths::free_port;
 
 const AUTH: &str = "authorization: Bearer secret-token";
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
+/// Streaming-friendly proxy: no route timeout (SSE streams may idle), long stream idle
+/// timeout, no filter but the router.
 fn proxy_to(server: &DemoServer) -> Envoy {
-    let port = server.port.to_string();
-    Envoy::start(&render(PLAIN_PROXY, &[("UPSTREAM_PORT", &port)]), 1)
+    let config = EnvoyConfig {
+        routes: &[Route {
+            prefix: "/",
+            cluster: "upstream",
+            rewrite: None,
+        }],
+        clusters: &[("upstream", server.port)],
+        ..EnvoyConfig::default()
+    };
+    Envoy::start(&plain_envoy_yaml(&config), 1)
 }
 
 fn assert_steps_ok(summary: &Value, names: &[&str]) {
@@ -232,7 +202,7 @@ fn traffic_scenario_counts_calls() {
 
 #[test]
 fn client_reports_failure_when_nothing_listens() {
-    let url = format!("http://127.0.0.1:{}/mcp", support::free_port());
+    let url = format!("http://127.0.0.1:{}/mcp", free_port());
     let (status, summary) =
         DemoClient::run(&["--url", &url, "--scenario", "all", "--timeout-secs", "20"]);
     assert!(!status.success(), "{summary:#}");

@@ -16,9 +16,7 @@
 //!
 //! Needs MariaDB at 127.0.0.1:3306 (root, no password); uses and drops its own database.
 
-// Shared with the tests; the bench uses only part of it.
-#[allow(dead_code)]
-#[path = "../../tests/common/client.rs"]
+#[path = "collector-bench/client.rs"]
 mod client;
 
 use std::net::SocketAddr;

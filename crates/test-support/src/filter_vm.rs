@@ -1,59 +1,14 @@
-//! Wasm-level test support: builds the filter for `wasm32-wasip1` once per test process,
-//! loads it into the wasmtime proxy-wasm host, drives request lifecycles and reads the
-//! events the filter wrote to its log.
-
-#![allow(dead_code)]
-
-pub mod envoy;
+//! The filter in the wasmtime proxy-wasm host (tests/wasm-host): loading the built `.wasm`
+//! as Envoy configures it, driving request lifecycles, and reading the events the filter
+//! wrote to its log.
 
 use proxy_wasm_test_host::{headers, StreamId, Vm, VmOptions, World};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+
+pub use crate::envoy::filter_wasm;
 
 pub const TOKEN: &str = "secret-token-7f3a9";
 pub const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The release `.wasm`, built (or found up to date) once per test process, so a test never
-/// runs against a stale build of the filter.
-pub fn wasm_path() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let root = workspace_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|d| root.join(d))
-            .unwrap_or_else(|| root.join("target"));
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--profile",
-                "wasm",
-                "--target",
-                "wasm32-wasip1",
-                "-p",
-                "mcp-filter",
-            ])
-            .current_dir(&root)
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("cargo runs");
-        assert!(
-            status.success(),
-            "building the filter for wasm32-wasip1 failed"
-        );
-        target.join("wasm32-wasip1/wasm/mcp_filter.wasm")
-    })
-}
-
-/// An Envoy config with the freshly built filter (see `envoy::EnvoyConfig`).
-pub fn envoy_yaml(config: &envoy::EnvoyConfig) -> String {
-    config.render(&wasm_path().display().to_string())
-}
 
 /// Options as Envoy runs the filter in envoy/envoy.yaml.
 pub fn options(config: &str) -> VmOptions {
@@ -63,7 +18,7 @@ pub fn options(config: &str) -> VmOptions {
 }
 
 pub fn load(world: &World, config: &str) -> Vm {
-    Vm::load_file(world, wasm_path(), options(config)).expect("filter loads")
+    Vm::load_file(world, filter_wasm(), options(config)).expect("filter loads")
 }
 
 /// The events the filter logged so far, parsed.

@@ -1,4 +1,5 @@
-//! Minimal HTTP/1.1 client over hyper for the tests and the benchmark (keep-alive capable).
+//! The benchmark's HTTP/1.1 client over hyper: keep-alive connections, so the load measures
+//! the collector rather than connection setup (the tests use `test_support::http`).
 
 use std::net::SocketAddr;
 
@@ -9,14 +10,7 @@ use hyper_util::rt::TokioIo;
 
 pub struct Reply {
     pub status: u16,
-    pub headers: hyper::HeaderMap,
     pub body: Bytes,
-}
-
-impl Reply {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
-    }
 }
 
 pub struct Client {
@@ -63,18 +57,13 @@ impl Client {
             .await
             .map_err(|e| format!("request: {e}"))?;
         let status = response.status().as_u16();
-        let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|e| format!("body: {e}"))?
             .to_bytes();
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Ok(Reply { status, body })
     }
 }
 

@@ -1,0 +1,215 @@
+//! MariaDB for tests: a database of the test's own on the shared server at 127.0.0.1:3306
+//! (root, no password), created at the start and dropped at the end, and a TCP proxy in
+//! front of that server that the test cuts (the database is "down") and restores.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use sqlx::mysql::MySqlPool;
+
+use crate::paths::unique_suffix;
+
+/// The port of the shared MariaDB server.
+pub const MARIADB_PORT: u16 = 3306;
+
+/// Runs `sql` with the `mysql` client (in `database` if given); returns its tab-separated
+/// output without headers.
+pub fn mysql(database: Option<&str>, sql: &str) -> String {
+    let mut command = Command::new("mysql");
+    command.args([
+        "-h",
+        "127.0.0.1",
+        "-P",
+        "3306",
+        "-u",
+        "root",
+        "-N",
+        "-B",
+        "-e",
+        sql,
+    ]);
+    if let Some(db) = database {
+        command.arg(db);
+    }
+    let out = command.output().expect("the mysql client runs");
+    assert!(
+        out.status.success(),
+        "mysql failed ({sql}): {}\nMariaDB must be running at 127.0.0.1:{MARIADB_PORT} (user root, \
+         empty password); start it with `start-stop-daemon --start --oknodo --background --exec \
+         /usr/sbin/mariadbd`",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A database of this test's own on the shared server, dropped on drop (also when the test
+/// panics).
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub fn create(label: &str) -> Self {
+        let name = format!("t_{label}_{}", unique_suffix());
+        mysql(
+            None,
+            &format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"),
+        );
+        TestDb { name }
+    }
+
+    /// The URL of the database on the shared server.
+    pub fn url(&self) -> String {
+        self.url_via(MARIADB_PORT)
+    }
+
+    /// The URL reaching the database through a proxy on `port`.
+    pub fn url_via(&self, port: u16) -> String {
+        format!("mysql://root@127.0.0.1:{port}/{}", self.name)
+    }
+
+    pub fn query(&self, sql: &str) -> String {
+        mysql(Some(&self.name), sql)
+    }
+
+    /// A single number `sql` selects (0 when it selects none).
+    pub fn count(&self, sql: &str) -> u64 {
+        self.query(sql).parse().unwrap_or(0)
+    }
+
+    /// Rows of the collector's table.
+    pub fn rows(&self) -> u64 {
+        self.count("SELECT COUNT(*) FROM mcp_gateway_log")
+    }
+
+    pub async fn pool(&self) -> MySqlPool {
+        MySqlPool::connect(&self.url())
+            .await
+            .expect("connect to test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("mysql")
+            .args(["-h", "127.0.0.1", "-u", "root", "-e"])
+            .arg(format!("DROP DATABASE IF EXISTS {}", self.name))
+            .status();
+    }
+}
+
+/// Runs the async `test` with a fresh database, dropped afterwards even if the test panics.
+pub async fn with_mariadb<F, Fut>(test: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    test(TestDb::create("hc")).await;
+}
+
+/// A TCP proxy in front of a local port. Cut: every open connection is shut down and new
+/// ones are closed at once, which is what a client sees when the database is stopped.
+/// Restore: connections pass again. Threads, no runtime: usable from any test.
+pub struct DbProxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+impl DbProxy {
+    /// A proxy in front of the shared MariaDB.
+    pub fn mariadb() -> DbProxy {
+        DbProxy::start(MARIADB_PORT)
+    }
+
+    pub fn start(target_port: u16) -> DbProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, stop2, conns2) = (up.clone(), stop.clone(), conns.clone());
+        let accept = thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        if !up2.load(Ordering::SeqCst) {
+                            let _ = client.shutdown(Shutdown::Both);
+                            continue;
+                        }
+                        let _ = client.set_nonblocking(false);
+                        let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                            continue;
+                        };
+                        let mut list = conns2.lock().unwrap();
+                        list.retain(|s| s.peer_addr().is_ok());
+                        for s in [&client, &server] {
+                            if let Ok(c) = s.try_clone() {
+                                list.push(c);
+                            }
+                        }
+                        drop(list);
+                        pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                        pipe(server, client);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        DbProxy {
+            port,
+            up,
+            stop,
+            conns,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+    });
+}
+
+impl Drop for DbProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cut();
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
