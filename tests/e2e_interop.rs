@@ -292,7 +292,17 @@ fn check_pair(db: &TestDb, pair: &str, server: Server, summary: &Value) -> Vec<R
         let notified = stored
             .iter()
             .any(|r| r.method == "notifications/roots/list_changed");
-        (answered && notified).then_some(stored)
+        // Each worker VM ships on its own: a legacy answer (the GET stream's worker) may be
+        // stored before its request (the POST's worker).
+        let paired = stored
+            .iter()
+            .filter(|r| r.event == "response")
+            .all(|response| {
+                stored
+                    .iter()
+                    .any(|r| r.event == "request" && r.trace_id == response.trace_id)
+            });
+        (answered && notified && paired).then_some(stored)
     })
     .unwrap_or_else(|| panic!("{pair}: rows never complete: {:#?}", rows(db, pair)));
 
@@ -349,6 +359,15 @@ fn check_pair(db: &TestDb, pair: &str, server: Server, summary: &Value) -> Vec<R
     assert!(
         !stored.iter().any(|r| r.outcome == "no_response"),
         "{pair}: every request was answered: {stored:#?}"
+    );
+    let complaints = format!(
+        "SELECT event, log FROM mcp_gateway_log WHERE instance_id = '{pair}' AND event IN \
+         ('protocol.unsupported', 'request.validation.failed', 'header.body.mismatch')"
+    );
+    assert_eq!(
+        db.query(&complaints),
+        "",
+        "{pair}: an official SDK's traffic is valid MCP"
     );
     stored
 }

@@ -141,7 +141,10 @@ impl Exchange {
     fn adopt_meta(&mut self, message: &Message, holding: bool, env: &mut Env) {
         if self.common.protocol_version().is_none() {
             if let Some(version) = message.protocol_version {
-                self.common.set_protocol_version(&version.value());
+                // `initialize` offers a version (a client that speaks 2026-07-28 offers it to
+                // servers of any revision): recorded, but it is not the request's revision.
+                let offered = message.info.is_some_and(|info| info.name == "initialize");
+                self.common.set_protocol_version(&version.value(), !offered);
                 self.report_unknown_protocol_version(env);
             }
         }

@@ -172,13 +172,15 @@ impl Common {
         self.get(self.shape.protocol_version)
     }
 
-    pub fn set_protocol_version(&mut self, version: &str) {
+    /// The protocol version to record; `declared` when the request speaks it (its header,
+    /// `_meta`, or an answer), not when it only offers it (`initialize`).
+    pub fn set_protocol_version(&mut self, version: &str, declared: bool) {
         self.shape.protocol_version = Some(keep(&mut self.text, version));
-        self.shape.revision = Revision::parse(version);
+        self.shape.revision = Revision::parse(version).filter(|_| declared);
         self.stale = true;
     }
 
-    /// The protocol version as a known revision.
+    /// The protocol version the request declares, as a known revision.
     pub fn revision(&self) -> Option<Revision> {
         self.shape.revision
     }
@@ -330,7 +332,7 @@ mod tests {
         assert_eq!(first["mcp.session.id"], "s1");
         assert!(first.get("mcp.protocol.version").is_none());
         assert!(!common.stale, "rendered, and kept until something changes");
-        common.set_protocol_version("2025\"06");
+        common.set_protocol_version("2025\"06", true);
         assert_eq!(
             render(&mut common, &config, &mut memo)["mcp.protocol.version"],
             "2025\"06"

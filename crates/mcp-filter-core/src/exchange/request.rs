@@ -40,7 +40,7 @@ impl Exchange {
             common.set_session_id(session);
         }
         if let Some(version) = h.protocol_version {
-            common.set_protocol_version(version);
+            common.set_protocol_version(version, true);
         }
         if let Some((index, value)) = h.credential {
             common.set_token(index, env.fingerprints.fingerprint(value));

@@ -10,7 +10,32 @@ use super::{
 };
 use crate::events::{keys, Event, EventName, Message as EventMessage};
 use crate::jsonrpc::{self, Id, Kind, Message};
+use crate::pending::PendingRequest;
 use crate::sse::{self, EndpointRewrite, SseEventRef, SseParser};
+
+/// The event of an answer to a request parked in shared data (by another exchange, usually
+/// on another worker): the parked fields, the answer's outcome, the time since the request.
+pub(super) fn emit_parked_answer(
+    env: &mut Env,
+    name: EventName,
+    parked: &PendingRequest,
+    message: &Message,
+    http_status: Option<u64>,
+) {
+    let outcome = of_message(message);
+    let now = env.clock.now();
+    if let Some(mut event) = env
+        .events
+        .begin(|| now, name, EventMessage::Text(outcome.as_str()))
+    {
+        event.fragment(&parked.common).fragment(&parked.fields);
+        message_outcome(&mut event, message);
+        if let Some(status) = http_status {
+            event.u64(keys::HTTP_STATUS, status);
+        }
+        event.millis(keys::DURATION_MS, micros(parked.started, now));
+    }
+}
 
 /// Writes a response message's outcome fields.
 pub(super) fn message_outcome(event: &mut Event, message: &Message) {
@@ -263,7 +288,7 @@ impl Exchange {
         self.response.tool_error_seen |= message.is_error;
         if self.common.protocol_version().is_none() {
             if let Some(version) = message.protocol_version {
-                self.common.set_protocol_version(&version.value());
+                self.common.set_protocol_version(&version.value(), true);
             }
         }
         let elapsed = self.elapsed(env);
@@ -288,22 +313,8 @@ impl Exchange {
         let (Some(session), Some(id)) = (session, message.id) else {
             return;
         };
-        let Some(pending) = env.pending.take(session, id.json()) else {
-            return;
-        };
-        let outcome = of_message(message);
-        let now = env.clock.now();
-        let elapsed = micros(pending.started, now);
-        if let Some(mut event) = env.events.begin(
-            || now,
-            EventName::Response,
-            EventMessage::Text(outcome.as_str()),
-        ) {
-            event.fragment(&pending.common).fragment(&pending.fields);
-            message_outcome(&mut event, message);
-            event
-                .u64(keys::HTTP_STATUS, 200)
-                .millis(keys::DURATION_MS, elapsed);
+        if let Some(pending) = env.pending.take(session, id.json()) {
+            emit_parked_answer(env, EventName::Response, &pending, message, Some(200));
         }
     }
 

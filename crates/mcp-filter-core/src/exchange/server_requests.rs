@@ -6,8 +6,8 @@
 //! the client's ids) so the POST that answers it is matched with its latency on any worker.
 
 use super::elements::push_message_fields;
-use super::response::message_outcome;
-use super::{micros, Env, Exchange};
+use super::response::emit_parked_answer;
+use super::{Env, Exchange};
 use crate::events::{keys, EventName, Message as EventMessage};
 use crate::exchange::common::push_label_field;
 use crate::jsonrpc::{Id, Kind, Message};
@@ -65,19 +65,14 @@ impl Exchange {
             .session_id()
             .or(self.request.legacy_post_session.as_deref());
         let Some(session) = session else { return };
-        let Some(request) = env.pending.take(session, &server_id(id)) else {
-            return;
-        };
-        let now = env.clock.now();
-        let outcome = super::outcome::of_message(message);
-        if let Some(mut event) = env.events.begin(
-            || now,
-            EventName::ServerRequestAnswered,
-            EventMessage::Text(outcome.as_str()),
-        ) {
-            event.fragment(&request.common).fragment(&request.fields);
-            message_outcome(&mut event, message);
-            event.millis(keys::DURATION_MS, micros(request.started, now));
+        if let Some(request) = env.pending.take(session, &server_id(id)) {
+            emit_parked_answer(
+                env,
+                EventName::ServerRequestAnswered,
+                &request,
+                message,
+                None,
+            );
         }
     }
 }

@@ -835,4 +835,18 @@ fn a_2026_07_28_request_must_mirror_its_method_and_name_in_headers() {
     let action = ex.on_request_body(call.as_bytes(), true, &mut fine.env());
     assert!(matches!(action, RequestAction::Forward(_)));
     assert!(fine.named("request.validation.failed").is_empty());
+
+    // A client that speaks 2026-07-28 may offer it in `initialize` to a server of any
+    // revision: an offer, not the request's revision (rmcp 3.9 does this).
+    let (mut ex, _) = fine.start(&post(&[]), false);
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2026-07-28","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}"#;
+    let action = ex.on_request_body(init.as_bytes(), true, &mut fine.env());
+    assert!(matches!(action, RequestAction::Forward(_)), "{action:?}");
+    assert!(fine.named("request.validation.failed").is_empty());
+    assert!(fine.named("protocol.unsupported").is_empty());
+    assert_eq!(
+        fine.named("request").last().expect("request")["mcp.protocol.version"],
+        "2026-07-28",
+        "still recorded"
+    );
 }
