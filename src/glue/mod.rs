@@ -6,6 +6,7 @@
 
 mod host;
 
+use crate::breaker::{self, CasStats, LocalUpstream, UpstreamCounters, UpstreamEnv};
 use crate::config::{Config, InstanceSource};
 use crate::events::{Events, LogSink};
 use crate::exchange::common::TailMemo;
@@ -15,7 +16,6 @@ use crate::exchange::{
 };
 use crate::pending::{PendingStats, SharedPending};
 use crate::redact::FingerprintCache;
-use crate::resilience::{self, CasStats, LocalUpstream, UpstreamCounters, UpstreamEnv};
 use crate::shipping::Answer;
 use crate::stats::{upstream_stat, StatKind, StatValues, STATS};
 use crate::trace::IdGenerator;
@@ -480,7 +480,7 @@ fn health_endpoint(vm: &mut VmState, path: &str) -> Option<LocalReply> {
     let now = now();
     vm.flush_upstreams(now);
     let config = vm.config.upstream.as_ref()?;
-    Some(resilience::health_reply(config, &HostStore, now))
+    Some(breaker::health_reply(config, &HostStore, now))
 }
 
 fn send_local_reply(reply: &LocalReply) -> Result<(), &'static str> {

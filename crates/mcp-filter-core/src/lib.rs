@@ -11,11 +11,12 @@
 //!   and shipping them to host-collector (retry, drop-oldest, status records).
 //! - [`trace`], [`redact`], [`instance`]: W3C trace context, credential fingerprints and
 //!   argument redaction, resolving the MCP instance.
-//! - [`upstream`], [`resilience`]: per-upstream health and circuit breaker in shared data,
+//! - [`upstream`], [`breaker`]: per-upstream health and circuit breaker in shared data,
 //!   and how exchanges use them; [`pending`]: legacy HTTP+SSE requests parked across workers.
 //! - [`config`], [`stats`], [`reply`]: the plugin configuration, the Envoy stats the filter
 //!   reports, local replies.
 
+pub mod breaker;
 pub mod bytes;
 pub mod config;
 pub mod events;
@@ -27,7 +28,6 @@ pub mod methods;
 pub mod pending;
 pub mod redact;
 pub mod reply;
-pub mod resilience;
 pub mod shipping;
 pub mod sse;
 pub mod stats;

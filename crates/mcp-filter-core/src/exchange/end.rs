@@ -4,8 +4,8 @@
 
 use super::outcome::{ErrorType, Outcome};
 use super::{begin, Env, Exchange, ResponseKind, StreamEnd};
+use crate::breaker;
 use crate::events::{keys, Event, EventName, Message};
-use crate::resilience;
 
 fn outcome_fields(event: &mut Event, outcome: Outcome, status: Option<u32>, elapsed: u64) {
     if let Some(status) = status {
@@ -157,7 +157,7 @@ impl Exchange {
         if !self.tracked {
             return;
         }
-        let Some(outcome) = resilience::classify_call(
+        let Some(outcome) = breaker::classify_call(
             end.code_details.unwrap_or(""),
             self.response.status,
             self.response.jsonrpc_error_seen,
@@ -173,7 +173,7 @@ impl Exchange {
                 .unwrap_or_else(|| env.clock.now()),
             _ => env.clock.now(),
         };
-        let result = resilience::call_result(outcome, self.started, finished, self.probe.take());
+        let result = breaker::call_result(outcome, self.started, finished, self.probe.take());
         let transition = match (self.common.instance(), env.upstream.as_mut()) {
             (Some(instance), Some(upstream)) => upstream.record(instance, env.clock.now(), &result),
             _ => None,

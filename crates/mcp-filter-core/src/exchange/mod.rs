@@ -30,11 +30,11 @@ mod response;
 mod revision;
 mod server_requests;
 
+use crate::breaker::UpstreamEnv;
 use crate::config::Config;
 use crate::events::{Event, EventName, Events, Message};
 use crate::pending::SharedPending;
 use crate::redact::FingerprintCache;
-use crate::resilience::UpstreamEnv;
 use crate::sse::SseParser;
 use crate::trace::IdGenerator;
 use crate::upstream::ProbeTicket;

@@ -9,13 +9,13 @@ use super::{
     LocalReply, RequestAction, RequestHead, RequestPhase, RequestState, ResponseKind,
     ResponseState, TraceState,
 };
+use crate::breaker::{self, Gate};
 use crate::config::{HoldPolicy, InstanceSource, MissingInstancePolicy, ValidationPolicy};
 use crate::events::{keys, EventName, Message};
 use crate::instance::{self, InstanceInputs, Resolved};
 use crate::jsonrpc::Id;
 use crate::methods;
 use crate::reply::{json_reply, jsonrpc_error};
-use crate::resilience::{self, Gate};
 use crate::trace::{TraceContext, TraceOrigin, TraceParent};
 use crate::upstream::{StateKind, Transition};
 
@@ -412,7 +412,7 @@ impl Exchange {
             event.u64(keys::RETRY_AFTER_SECS, retry_after_secs);
         }
         self.reject();
-        resilience::open_circuit_reply(
+        breaker::open_circuit_reply(
             self.common.instance().unwrap_or_default(),
             id_json.as_deref(),
             retry_after_secs,

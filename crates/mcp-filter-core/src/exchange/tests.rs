@@ -2,10 +2,10 @@
 //! fixed clock, an in-memory shared store and the events read back as JSON.
 
 use super::*;
+use crate::breaker::{CasStats, LocalUpstream, UpstreamEnv};
 use crate::config::Config;
 use crate::events::emitter::tests::{capturing, SharedSink};
 use crate::pending::{PendingStats, SharedPending};
-use crate::resilience::{CasStats, LocalUpstream, UpstreamEnv};
 use crate::upstream::shared::MapStore;
 use serde_json::Value;
 use std::collections::BTreeMap;

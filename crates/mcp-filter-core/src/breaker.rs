@@ -1,7 +1,8 @@
-//! Wiring the shared upstream records (`upstream`) into exchanges: which instances get a
-//! record (a bounded registry in shared data), admission when a request is about to go
-//! upstream, what a finished exchange counts as, the fast local reply while the breaker is
-//! open, and the health report served by the filter. Pure: the store is injected.
+//! The circuit breaker as exchanges use it, over the shared upstream records (`upstream`):
+//! which instances get a record (a bounded registry in shared data), admission when a request
+//! is about to go upstream, what a finished exchange counts as, the fast local reply while
+//! the breaker is open, and the health report served by the filter. Pure: the store is
+//! injected. (Named `resilience` before.)
 
 use crate::reply::{jsonrpc_error, LocalReply};
 use crate::upstream::shared::{self, AdmitDecision, SharedStore, StoreError, UpdateOutcome};
