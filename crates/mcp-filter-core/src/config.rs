@@ -150,6 +150,7 @@ const DEFAULT_CREDENTIAL_HEADERS: &[&str] = &[
 struct RawConfig {
     instance: RawInstance,
     validation: ValidationPolicy,
+    header_mismatch: ValidationPolicy,
     hold_request: HoldPolicy,
     max_body_bytes: usize,
     max_batch_elements: usize,
@@ -174,6 +175,7 @@ impl Default for RawConfig {
         RawConfig {
             instance: RawInstance::default(),
             validation: ValidationPolicy::Observe,
+            header_mismatch: ValidationPolicy::Observe,
             hold_request: HoldPolicy::Always,
             max_body_bytes: 256 * 1024,
             max_batch_elements: 256,
@@ -226,6 +228,10 @@ pub struct ArgumentCapture {
 pub struct Config {
     pub instance: InstanceConfig,
     pub validation: ValidationPolicy,
+    /// SEP-2243 `Mcp-Method` / `Mcp-Name` that disagree with the body: `observe` (an event;
+    /// such requests go upstream before their body) or `reject` (they wait for their body,
+    /// and a mismatch is answered 400 with the 2026-07-28 HeaderMismatch error, `-32020`).
+    pub header_mismatch: ValidationPolicy,
     pub hold_request: HoldPolicy,
     /// Request and response bodies are inspected up to this many bytes.
     pub max_body_bytes: usize,
@@ -328,6 +334,7 @@ impl Config {
         Ok(Config {
             instance: instance_config(raw.instance)?,
             validation: raw.validation,
+            header_mismatch: raw.header_mismatch,
             hold_request: raw.hold_request,
             max_body_bytes: raw.max_body_bytes,
             max_batch_elements: raw.max_batch_elements,

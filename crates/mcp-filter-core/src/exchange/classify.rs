@@ -40,7 +40,41 @@ impl Exchange {
             }
         }
         self.classify_messages(&parsed, holding, env);
+        if let Some(reply) = self.refuse_header_mismatch(&parsed, holding, env) {
+            return Some(reply);
+        }
         self.check_revision(&parsed, holding, env)
+    }
+
+    /// Under `header_mismatch: reject`, a held request whose body disagrees with its
+    /// SEP-2243 headers is answered 400 with the HeaderMismatch error (`-32020`).
+    fn refuse_header_mismatch(
+        &mut self,
+        parsed: &Parsed,
+        holding: bool,
+        env: &Env,
+    ) -> Option<LocalReply> {
+        let refuse = self.request.header_mismatch
+            && holding
+            && env.config.header_mismatch == crate::config::ValidationPolicy::Reject;
+        if !refuse {
+            return None;
+        }
+        self.reject();
+        let id = parsed
+            .messages()
+            .next()
+            .and_then(|m| m.id)
+            .map(|id| id.to_json());
+        Some(crate::reply::json_reply(
+            400,
+            crate::reply::jsonrpc_error(
+                id.as_deref(),
+                -32020,
+                "Header mismatch: Mcp-Method/Mcp-Name disagree with the body",
+                None,
+            ),
+        ))
     }
 
     fn rejects(&self, holding: bool, env: &Env) -> bool {
@@ -183,6 +217,7 @@ impl Exchange {
         if !method_differs && !name_differs {
             return;
         }
+        self.request.header_mismatch = true;
         if let Some(mut event) = begin(
             &mut self.common,
             env,

@@ -232,6 +232,8 @@ struct RequestState {
     /// SEP-2243 `Mcp-Method` / `Mcp-Name`.
     header_method: Option<Box<str>>,
     header_name: Option<Box<str>>,
+    /// The body disagreed with `Mcp-Method` / `Mcp-Name`.
+    header_mismatch: bool,
     /// Legacy HTTP+SSE: the session of a POST to the message endpoint.
     legacy_post_session: Option<Box<str>>,
     /// The breaker refused the request as it was forwarded at once: its body is awaited

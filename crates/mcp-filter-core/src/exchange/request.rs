@@ -61,6 +61,7 @@ impl Exchange {
                 meta_tracestate: None,
                 header_method: h.mcp_method.map(Into::into),
                 header_name: h.mcp_name.map(Into::into),
+                header_mismatch: false,
                 legacy_post_session: legacy_post_session.map(Into::into),
                 reject_after_body: None,
             },
@@ -142,9 +143,13 @@ impl Exchange {
     }
 
     fn route_by_method(&mut self, end_of_stream: bool, env: &mut Env) -> RequestAction {
-        let holds = self.request.header_method.is_none()
-            && (env.config.hold_request == HoldPolicy::Always
-                || env.config.validation == ValidationPolicy::Reject);
+        let holds = if self.request.header_method.is_some() {
+            // Classified from its headers: it waits only to have a mismatch refused.
+            env.config.header_mismatch == ValidationPolicy::Reject
+        } else {
+            env.config.hold_request == HoldPolicy::Always
+                || env.config.validation == ValidationPolicy::Reject
+        };
         match self.common.http_method() {
             "POST" if !holds => self.forward_and_follow(end_of_stream, env),
             "POST" if end_of_stream => {

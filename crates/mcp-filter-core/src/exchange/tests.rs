@@ -850,3 +850,41 @@ fn a_2026_07_28_request_must_mirror_its_method_and_name_in_headers() {
         "still recorded"
     );
 }
+
+#[test]
+fn header_mismatch_reject_holds_sep_2243_requests_and_refuses_a_disagreeing_body() {
+    let mut h = Harness::new(r#"{"header_mismatch":"reject"}"#);
+    let headers = post(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]);
+    let (mut liar, action) = h.start(&headers, false);
+    assert_eq!(action, RequestAction::Hold, "waits for the body to compare");
+    let RequestAction::Reject(reply) =
+        liar.on_request_body(call(4, "delete_everything").as_bytes(), true, &mut h.env())
+    else {
+        panic!("refused")
+    };
+    assert_eq!(reply.status, 400);
+    let json: Value = serde_json::from_str(&reply.body).expect("JSON-RPC error");
+    assert_eq!(json["error"]["code"], -32020);
+    assert_eq!(json["id"], 4);
+    assert_eq!(h.named("header.body.mismatch").len(), 1);
+    h.end(&mut liar, None);
+    assert_eq!(
+        h.named("response").last().expect("response")["mcp.outcome"],
+        "rejected"
+    );
+
+    let (mut honest, _) = h.start(&headers, false);
+    let action = honest.on_request_body(call(5, "echo").as_bytes(), true, &mut h.env());
+    assert!(matches!(action, RequestAction::Forward(_)), "{action:?}");
+
+    // The default observes: forwarded before the body, the mismatch only reported.
+    let mut observe = Harness::new("{}");
+    let (mut ex, action) = observe.start(&headers, false);
+    assert!(matches!(action, RequestAction::Forward(_)));
+    ex.on_request_body(
+        call(6, "delete_everything").as_bytes(),
+        true,
+        &mut observe.env(),
+    );
+    assert_eq!(observe.named("header.body.mismatch").len(), 1);
+}
