@@ -237,6 +237,13 @@ fn batch_and_rejections_through_envoy() {
         outcomes.iter().all(|s| s.as_u64() == batch_status),
         "each element carries the batch's HTTP outcome: {outcomes:?} vs {batch_status:?}"
     );
+    // The client declares 2025-06-18, which removed batches: itemised all the same, and said.
+    assert!(
+        events.iter().any(|e| e["event"] == "protocol.unsupported"
+            && e["reason"] == "batch_not_in_revision"
+            && e["detail"] == "batch (2025-06-18)"),
+        "the batch is reported against its revision"
+    );
 
     // Invalid JSON: rejected by the gateway with a JSON-RPC parse error, upstream untouched.
     let before = server.requests().len();

@@ -1,6 +1,7 @@
 //! What the request's protocol revision says of its messages: a method that revision does not
 //! define (e.g. `initialize` in 2026-07-28, `server/discover` in 2025-11-25) is reported as
-//! `protocol.unsupported` (`method_not_in_revision`); a 2026-07-28 request must mirror its
+//! `protocol.unsupported` (`method_not_in_revision`), as is a batch from 2025-06-18 on
+//! (`batch_not_in_revision`); a 2026-07-28 request must mirror its
 //! method, and the tool, prompt or resource it names, in the `Mcp-Method` / `Mcp-Name` headers,
 //! and one that does not is a validation failure (`missing_mcp_headers`), rejected with the
 //! revision's HeaderMismatch error (`-32020`) when the validation policy rejects.
@@ -20,9 +21,14 @@ impl Exchange {
         env: &mut Env,
     ) -> Option<LocalReply> {
         let revision = self.common.revision()?;
+        // JSON-RPC batches were removed in 2025-06-18.
+        if matches!(parsed, Parsed::Batch { .. }) && revision >= Revision::V2025_06_18 {
+            self.report_not_in_revision("batch_not_in_revision", "batch", revision.as_str(), env);
+        }
         for message in parsed.messages() {
             if let Some(info) = message.info.filter(|info| !info.exists_in(revision)) {
-                self.report_method_not_in_revision(info.name, revision.as_str(), env);
+                let version = revision.as_str();
+                self.report_not_in_revision("method_not_in_revision", info.name, version, env);
             }
         }
         if revision != Revision::V2026_07_28 || self.request.legacy_post_session.is_some() {
@@ -60,15 +66,21 @@ impl Exchange {
         ))
     }
 
-    fn report_method_not_in_revision(&mut self, method: &str, version: &str, env: &mut Env) {
+    fn report_not_in_revision(
+        &mut self,
+        reason: &'static str,
+        what: &str,
+        version: &str,
+        env: &mut Env,
+    ) {
         if let Some(mut event) = self.begin(
             env,
             EventName::ProtocolUnsupported,
-            EventMessage::Text("method not in the request's protocol revision"),
+            EventMessage::Text("not in the request's protocol revision"),
         ) {
             event
-                .label(keys::REASON, "method_not_in_revision")
-                .str(keys::DETAIL, &format!("{method} ({version})"));
+                .label(keys::REASON, reason)
+                .str(keys::DETAIL, &format!("{what} ({version})"));
         }
     }
 }

@@ -792,6 +792,24 @@ fn a_method_outside_the_requests_revision_is_reported() {
     let reported = h.named("protocol.unsupported");
     assert_eq!(reported.len(), 2, "{reported:?}");
     assert_eq!(reported[1]["detail"], "ping (2026-07-28)");
+    // Batches: valid in 2025-03-26, removed in 2025-06-18.
+    let batch = r#"[{"jsonrpc":"2.0","id":4,"method":"tools/list"},{"jsonrpc":"2.0","id":5,"method":"prompts/list"}]"#;
+    send(&mut h, "2025-03-26", batch);
+    assert_eq!(
+        h.named("protocol.unsupported").len(),
+        2,
+        "fine in 2025-03-26"
+    );
+    send(&mut h, "2025-06-18", batch);
+    let reported = h.named("protocol.unsupported");
+    assert_eq!(reported[2]["reason"], "batch_not_in_revision");
+    assert_eq!(reported[2]["detail"], "batch (2025-06-18)");
+    assert_eq!(
+        h.named("request").len(),
+        7,
+        "still itemised: {}",
+        h.named("request").len()
+    );
 }
 
 #[test]
