@@ -356,7 +356,8 @@ pub fn parse_body(body: &[u8], max_batch_elements: usize) -> Result<Parsed<'_>, 
                 Ok(())
             })
             .map_err(|_| Invalid::InvalidJson)?;
-        if items.is_empty() && not_itemised == 0 {
+        // Trailing bytes make the body invalid JSON before it is an empty batch.
+        if items.is_empty() && not_itemised == 0 && scanner.at_end() {
             return Err(Invalid::EmptyBatch);
         }
         Parsed::Batch {
@@ -835,6 +836,9 @@ mod tests {
         assert_eq!(err("42"), Invalid::NotJsonRpc);
         assert_eq!(err(r#"{"jsonrpc":"2.0","id":1}"#), Invalid::MissingMethod);
         assert_eq!(err("[]"), Invalid::EmptyBatch);
+        assert_eq!(err("[] \r\n"), Invalid::EmptyBatch);
+        // Found by fuzz-short: an empty batch followed by garbage is invalid JSON.
+        assert_eq!(err("\r[]\"].\x06"), Invalid::InvalidJson);
         assert_eq!(err("[1,"), Invalid::InvalidJson);
         // Deep nesting is valid JSON but no message; it must not exhaust the stack.
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
@@ -874,6 +878,9 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p","uri":"u"},"argument":{"name":"a","value":"v"}}}"#,
             r#" { "jsonrpc" : "2.0" , "method" : "initialize" , "id" : 0 , "params" : { "protocolVersion" : "2025-03-26" } } "#,
             r#"{"method":"ping","jsonrpc":"2.0","id":-1.25E+2,"params":null,"params":{"name":5}}"#,
+            // fuzz-short found the empty batch with trailing garbage.
+            "[]",
+            "\r[]\"].\x06",
         ];
         let alphabet = br#"{}[]:,"\ 0123456789.-+eEtrufalsn/u"#;
         let mut state = 0x2545_f491_4f6c_dd1du64;
