@@ -18,10 +18,12 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use serde::Serialize;
 
+use crate::event::Row;
 use crate::ingest::status::{merge_max, ReasonFolder};
 use crate::ingest::wire::StatusRecord;
 use crate::ingest::{EventOutcome, IngestObserver, IngestedEvent};
 use crate::metrics::encode_family;
+use crate::writer::WriteObserver;
 
 /// Label and JSON name of the bucket that sources beyond the cap fold into.
 pub const OTHER_SOURCE: &str = "_other";
@@ -31,6 +33,7 @@ struct SourceState {
     events: u64,
     highest_seq: u64,
     duplicates: u64,
+    dead_letters: u64,
     filter_dropped: BTreeMap<String, u64>,
     emitted: Option<u64>,
 }
@@ -41,6 +44,7 @@ struct SourceState {
 pub struct OtherReport {
     pub events: u64,
     pub duplicates: u64,
+    pub dead_letters: u64,
     pub status_records: u64,
 }
 
@@ -64,12 +68,14 @@ pub struct Accounting {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SourceReport {
     pub source: String,
-    /// Distinct seqs accepted (stored, queued or dropped by the collector).
+    /// Distinct seqs accepted (stored, dead-lettered, queued or dropped by the collector).
     pub events: u64,
     pub highest_seq: u64,
     /// Seqs below `highest_seq` that have not arrived.
     pub gaps: u64,
     pub duplicates: u64,
+    /// Events among `events` that the database refused for good, kept in `mcp_dead_letters`.
+    pub dead_letters: u64,
     /// Filter-reported drops by reason (cumulative, max-merged).
     pub filter_dropped: BTreeMap<String, u64>,
     /// Highest seq the filter reports having emitted, when it reports it.
@@ -85,6 +91,7 @@ pub struct Totals {
     pub events: u64,
     pub gaps: u64,
     pub duplicates: u64,
+    pub dead_letters: u64,
     pub filter_dropped: BTreeMap<String, u64>,
     /// Sum over the sources that report `emitted`.
     pub emitted: u64,
@@ -142,6 +149,13 @@ impl Accounting {
         });
     }
 
+    pub fn record_dead_letter(&self, source: &str) {
+        self.with_slot(source, |slot, _| match slot {
+            Slot::Tracked(s) => s.dead_letters += 1,
+            Slot::Other(o) => o.dead_letters += 1,
+        });
+    }
+
     pub fn record_status(&self, status: &StatusRecord) {
         self.with_slot(&status.source, |slot, reasons| match slot {
             Slot::Tracked(s) => {
@@ -189,6 +203,7 @@ impl SourceState {
             // Saturating: a seq 0 (outside the contract) must not wrap around.
             gaps: self.highest_seq.saturating_sub(self.events),
             duplicates: self.duplicates,
+            dead_letters: self.dead_letters,
             filter_dropped: self.filter_dropped.clone(),
             emitted: self.emitted,
             unaccounted: self.emitted.map(|e| {
@@ -208,12 +223,14 @@ impl Totals {
             sources: sources.len(),
             events: other.events,
             duplicates: other.duplicates,
+            dead_letters: other.dead_letters,
             ..Totals::default()
         };
         for s in sources {
             t.events = t.events.saturating_add(s.events);
             t.gaps = t.gaps.saturating_add(s.gaps);
             t.duplicates = t.duplicates.saturating_add(s.duplicates);
+            t.dead_letters = t.dead_letters.saturating_add(s.dead_letters);
             for (reason, n) in &s.filter_dropped {
                 let total = t.filter_dropped.entry(reason.clone()).or_insert(0);
                 *total = total.saturating_add(*n);
@@ -222,6 +239,12 @@ impl Totals {
             t.unaccounted = t.unaccounted.saturating_add(s.unaccounted.unwrap_or(0));
         }
         t
+    }
+}
+
+impl WriteObserver for Accounting {
+    fn on_dead_letter(&self, row: &Row) {
+        self.record_dead_letter(&row.source);
     }
 }
 
@@ -265,9 +288,16 @@ impl Collector for AccountingCollector {
         encode_family(
             &mut encoder,
             "collector_source_events",
-            "Distinct events accepted per filter source (stored, queued or dropped by the collector).",
+            "Distinct events accepted per filter source (stored, dead-lettered, queued or dropped by the collector).",
             MetricType::Counter,
             per_source(|s| s.events).chain(other(report.other.events)),
+        )?;
+        encode_family(
+            &mut encoder,
+            "collector_source_dead_letters",
+            "Events the database refused for good, kept in mcp_dead_letters, per source.",
+            MetricType::Counter,
+            per_source(|s| s.dead_letters).chain(other(report.other.dead_letters)),
         )?;
         encode_family(
             &mut encoder,
@@ -409,6 +439,8 @@ mod tests {
         a.record_event("c", 2, EventOutcome::Duplicate);
         a.record_status(&status("c", &[("buffer_full", 4)], Some(9)));
         feed(&a, "a", &[2]);
+        a.record_dead_letter("a");
+        a.record_dead_letter("c");
         let r = a.report();
         let names: Vec<&str> = r.sources.iter().map(|s| s.source.as_str()).collect();
         assert_eq!(names, ["a", "b"], "first sources keep their entry");
@@ -417,9 +449,12 @@ mod tests {
             OtherReport {
                 events: 2,
                 duplicates: 1,
+                dead_letters: 1,
                 status_records: 1
             }
         );
+        assert_eq!(r.sources[0].dead_letters, 1);
+        assert_eq!(r.totals.dead_letters, 2, "tracked 1 + other 1");
         assert_eq!(r.totals.sources, 2);
         assert_eq!(r.totals.events, 6, "tracked 4 + other 2");
         assert_eq!(r.totals.gaps, 1);

@@ -140,7 +140,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let state = Arc::new(HttpState {
         ingestor,
-        accounting,
+        accounting: accounting.clone(),
         store: store.clone(),
         health,
         limiter,
@@ -161,6 +161,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         buffer: buffer.clone(),
         store: store.clone(),
         telemetry: telemetry.clone(),
+        observers: vec![accounting.clone()],
         config: config.writer.config(),
     };
     let writer = tokio::spawn(writer.run(writer_stop_rx));
@@ -262,6 +263,7 @@ impl Running {
             msg = "stopped",
             received = c.received,
             persisted = c.persisted,
+            dead_lettered = c.dead_lettered,
             dropped_queue_full = c.dropped_queue_full,
             dropped_shutdown = c.dropped_shutdown
         );

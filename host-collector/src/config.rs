@@ -191,6 +191,12 @@ pub struct WriterArgs {
     /// At SIGTERM/SIGINT, time allowed to write out the queue; the rest counts as dropped.
     #[arg(long, env = "COLLECTOR_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// Consecutive refusals (the database answered and rejected the batch: a constraint, a
+    /// trigger, the schema) after which the batch is split to find the rows it refuses;
+    /// those go to `mcp_dead_letters`, the rest is written in order.
+    #[arg(long, env = "COLLECTOR_ISOLATE_AFTER_REFUSALS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub isolate_after_refusals: u32,
 }
 
 /// The database and its connection pool.
@@ -400,6 +406,7 @@ impl WriterArgs {
             max_backoff: self.retry_max_backoff,
             write_timeout: self.db_write_timeout,
             drain_timeout: self.drain_timeout,
+            isolate_after_refusals: self.isolate_after_refusals,
         }
     }
 }

@@ -32,6 +32,7 @@ pub struct Telemetry {
     pub fields_truncated: Counter,
     pub status_records: Counter,
     pub db_errors: Counter,
+    pub dead_letters: Counter,
     pub batch_rows: Histogram,
     pub write_seconds: Histogram,
     pub http_requests: Family<Labels, Counter>,
@@ -54,6 +55,7 @@ impl Default for Telemetry {
             fields_truncated: Counter::default(),
             status_records: Counter::default(),
             db_errors: Counter::default(),
+            dead_letters: Counter::default(),
             batch_rows: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             http_requests: Family::default(),
@@ -276,6 +278,17 @@ impl InternalEvent for BatchWritten {
             self.rows - self.inserted.min(self.rows),
         );
         t.update_db(|db| db.write = Some(Ok(())));
+    }
+}
+
+/// Rows the database refused for good were written to the dead letters instead.
+pub struct RowsDeadLettered {
+    pub rows: u64,
+}
+
+impl InternalEvent for RowsDeadLettered {
+    fn emit(self, t: &Telemetry) {
+        t.dead_letters.inc_by(self.rows);
     }
 }
 

@@ -20,7 +20,7 @@ use crate::internal_events::{Labels, Telemetry};
 pub fn registry(telemetry: &Arc<Telemetry>) -> Registry {
     let t = telemetry;
     let mut r = Registry::default();
-    let counters: [(&str, &str, &Counter); 11] = [
+    let counters: [(&str, &str, &Counter); 12] = [
         (
             "collector_events_received",
             "Event lines received (valid or not, duplicates included).",
@@ -55,6 +55,11 @@ pub fn registry(telemetry: &Arc<Telemetry>) -> Registry {
             "collector_db_errors",
             "Failed store operations (batch writes and health pings).",
             &t.db_errors,
+        ),
+        (
+            "collector_dead_letters",
+            "Events the database refused for good, written to mcp_dead_letters with the refusal instead of the log table.",
+            &t.dead_letters,
         ),
         (
             "collector_http_overload_rejections",

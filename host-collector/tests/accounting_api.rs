@@ -72,6 +72,7 @@ async fn accounting_and_red_metrics_over_http() {
         source(&report, "vm-a"),
         &json!({
             "source": "vm-a", "events": 3, "highest_seq": 4, "gaps": 1, "duplicates": 1,
+            "dead_letters": 0,
             "filter_dropped": {"buffer_full": 1, "callout_failed": 0, "rejected_by_collector": 0},
             "emitted": 5, "unaccounted": 1
         })

@@ -1,5 +1,6 @@
 //! Model-based property tests of the byte-budget queue: random pushes, takes, completions,
-//! failures (restore) and shutdown, checked after every step against a plain VecDeque model.
+//! completions with dead letters, failures (restore) and shutdown, checked after every step
+//! against a plain VecDeque model (drop-oldest reaching into the in-flight batch included).
 // Tests fail loudly: unwrap, expect and panic are how they report (the workspace denies
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -26,6 +27,7 @@ enum Op {
     Push(Vec<usize>),
     Take { rows: usize, bytes: usize },
     Complete,
+    Settle { dead: usize },
     Restore,
     Close,
     DropRemaining,
@@ -36,20 +38,24 @@ fn op() -> impl Strategy<Value = Op> {
         4 => prop::collection::vec(1usize..400, 1..8).prop_map(Op::Push),
         2 => (1usize..10, 1usize..1500).prop_map(|(rows, bytes)| Op::Take { rows, bytes }),
         2 => Just(Op::Complete),
+        1 => (0usize..4).prop_map(|dead| Op::Settle { dead }),
         1 => Just(Op::Restore),
         1 => Just(Op::Close),
         1 => Just(Op::DropRemaining),
     ]
 }
 
-/// The reference: the waiting items, the batch in flight and the conservation counters.
+/// The reference: the waiting items, the batch in flight (with how many of its oldest
+/// items drop-oldest has marked evicted) and the conservation counters.
 #[derive(Default)]
 struct Model {
     waiting: VecDeque<Item>,
     in_flight: Vec<Item>,
+    evicted: usize,
     closed: bool,
     received: u64,
     persisted: u64,
+    dead_lettered: u64,
     dropped: u64,
     persisted_ids: Vec<u64>,
 }
@@ -58,16 +64,19 @@ impl Model {
     fn bytes(&self) -> usize {
         self.waiting
             .iter()
-            .chain(&self.in_flight)
+            .chain(&self.in_flight[self.evicted..])
             .map(|i| i.size)
             .sum()
     }
 
     fn push(&mut self, item: Item, budget: usize) {
         self.received += 1;
-        if self.closed {
+        if self.closed || item.size > budget {
             self.dropped += 1;
             return;
+        }
+        while self.bytes() + item.size > budget && self.evicted < self.in_flight.len() {
+            self.evicted += 1;
         }
         while self.bytes() + item.size > budget && !self.waiting.is_empty() {
             self.waiting.pop_front();
@@ -119,18 +128,35 @@ fn run(budget: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Complete => {
                 if let Some(b) = batch.take() {
                     queue.complete(b);
+                    // Evicted items were written after all.
                     model.persisted += model.in_flight.len() as u64;
                     model
                         .persisted_ids
                         .extend(model.in_flight.drain(..).map(|i| i.id));
+                    model.evicted = 0;
+                }
+            }
+            Op::Settle { dead } => {
+                if let Some(b) = batch.take() {
+                    queue.settle(b, dead);
+                    let dead = dead.min(model.in_flight.len());
+                    model.dead_lettered += dead as u64;
+                    model.persisted += (model.in_flight.len() - dead) as u64;
+                    model
+                        .persisted_ids
+                        .extend(model.in_flight.drain(..).map(|i| i.id));
+                    model.evicted = 0;
                 }
             }
             Op::Restore => {
                 if let Some(b) = batch.take() {
                     queue.restore(b);
-                    for item in model.in_flight.drain(..).rev() {
+                    model.dropped += model.evicted as u64;
+                    for item in model.in_flight.drain(model.evicted..).rev() {
                         model.waiting.push_front(item);
                     }
+                    model.in_flight.clear();
+                    model.evicted = 0;
                 }
             }
             Op::Close => {
@@ -158,11 +184,12 @@ fn run(budget: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(snap.in_flight, model.in_flight.len());
         prop_assert_eq!(c.received, model.received);
         prop_assert_eq!(c.persisted, model.persisted);
+        prop_assert_eq!(c.dead_lettered, model.dead_lettered);
         prop_assert_eq!(c.dropped_queue_full + c.dropped_shutdown, model.dropped);
         prop_assert_eq!(
             c.received,
-            c.persisted + c.dropped_queue_full + c.dropped_shutdown + snap.held(),
-            "received = persisted + dropped + queued"
+            c.persisted + c.dead_lettered + c.dropped_queue_full + c.dropped_shutdown + snap.held(),
+            "received = persisted + dead letters + dropped + queued"
         );
     }
     prop_assert!(

@@ -5,7 +5,7 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::json;
-use test_support::pipeline::{figures, one_at_a_time, settle, FilterCounts, Load};
+use test_support::pipeline::{figures, one_at_a_time, settle, FilterCounts, Load, Settled};
 
 use crate::{assert_no_duplicate_seqs, pipeline, CLIENTS, PAUSE};
 
@@ -42,11 +42,17 @@ fn collector_fault(signal: &str) {
     p.collector.restart();
     thread::sleep(Duration::from_secs(3));
     let (served, errors) = load.finish();
-    let (held, counts, stored, dropped_now) =
-        settle(&p.envoy, &p.db, &p.collector, Duration::from_secs(45));
+    let settled = settle(&p.envoy, &p.db, &p.collector, Duration::from_secs(45));
+    let Settled {
+        held,
+        counts,
+        stored,
+        collector_dropped: dropped_now,
+        ..
+    } = settled;
     let dropped_dead = dropped_in_logs(&p.collector.old_logs);
     let collector_dropped = dropped_now + dropped_dead;
-    let lost = counts.emitted as i64 - (stored + counts.dropped() + collector_dropped) as i64;
+    let lost = settled.lost(dropped_dead);
     let accounting = p.collector.accounting();
     let replayed = p
         .collector

@@ -10,7 +10,7 @@ use test_support::db::TestDb;
 use test_support::envoy::Envoy;
 use test_support::http;
 use test_support::pipeline::{
-    echo_call, figures, one_at_a_time, settle, start_envoy, trap_lines, EnvoyOptions, FilterCounts,
+    echo_call, figures, one_at_a_time, settle, start_envoy, trap_lines, EnvoyOptions, Settled,
     MCP_HEADERS,
 };
 
@@ -44,16 +44,12 @@ fn hostile_requests_through_envoy_get_clear_errors_and_no_trap() {
     assert_eq!(crafted.refused, 300);
     alive.check("crafted instance ids");
 
-    let (held, counts, stored, collector_dropped) =
-        settle(&envoy, &db, &collector, Duration::from_secs(60));
+    let settled = settle(&envoy, &db, &collector, Duration::from_secs(60));
     let found = Findings {
         outcomes,
         alive,
         crafted,
-        held,
-        counts,
-        stored,
-        collector_dropped,
+        settled,
         traps: trap_lines(&envoy),
         rows: Rows::read(&db),
         instance_labels: instance_labels(&collector),
@@ -302,10 +298,7 @@ struct Findings<'a> {
     outcomes: Vec<Value>,
     alive: Alive<'a>,
     crafted: CraftedIds,
-    held: bool,
-    counts: FilterCounts,
-    stored: u64,
-    collector_dropped: u64,
+    settled: Settled,
     traps: Vec<String>,
     rows: Rows,
     instance_labels: BTreeSet<String>,
@@ -313,8 +306,13 @@ struct Findings<'a> {
 
 impl Findings<'_> {
     fn figures(&self) -> Value {
-        let (counts, stored, collector_dropped) =
-            (&self.counts, self.stored, self.collector_dropped);
+        let Settled {
+            counts,
+            stored,
+            dead_letters,
+            collector_dropped,
+            held,
+        } = self.settled;
         json!({
             "inputs_tried": self.outcomes.len(),
             "outcomes": self.outcomes,
@@ -322,9 +320,10 @@ impl Findings<'_> {
             "valid_requests_ok": self.alive.ok,
             "filter": counts.json(),
             "stored": stored,
+            "dead_letters": dead_letters,
             "collector_dropped": collector_dropped,
-            "identity_holds": self.held,
-            "lost": counts.emitted as i64 - (stored + counts.dropped() + collector_dropped) as i64,
+            "identity_holds": held,
+            "lost": self.settled.lost(0),
             "validation_failed_events": self.rows.validation_failed,
             "instance_missing_events": self.rows.instance_missing,
             "forged_rows": self.rows.forged,
@@ -336,7 +335,7 @@ impl Findings<'_> {
     }
 
     fn assert_safe(&self) {
-        let (traps, counts, stored) = (&self.traps, &self.counts, self.stored);
+        let (traps, counts, stored) = (&self.traps, &self.settled.counts, self.settled.stored);
         let (validation_failed, alive_rows, valid_sent) = (
             self.rows.validation_failed,
             self.rows.alive,
@@ -350,7 +349,7 @@ impl Findings<'_> {
         );
         assert_eq!(counts.internal_errors, 0, "mcp_filter_internal_errors");
         assert!(
-            self.held,
+            self.settled.held,
             "identity emitted = stored + dropped: {counts:?} stored {stored}"
         );
         assert_eq!(counts.dropped(), 0);

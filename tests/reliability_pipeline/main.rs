@@ -30,6 +30,7 @@ mod envoy_restart;
 mod flood;
 mod hostile;
 mod mariadb_outage;
+mod poison;
 mod secrets;
 mod upstream_sse;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use test_support::http;
-use test_support::pipeline::{figures, long, one_at_a_time, settle, Load};
+use test_support::pipeline::{figures, long, one_at_a_time, settle, Load, Settled};
 use test_support::poll::{wait_until, POLL};
 
 use crate::{assert_no_duplicate_seqs, pipeline, CLIENTS, PAUSE};
@@ -43,9 +43,15 @@ fn fault_mariadb_outage_under_load() {
     .is_some();
     thread::sleep(Duration::from_secs(2));
     let (served, errors) = load.finish();
-    let (held, counts, stored, collector_dropped) =
-        settle(&p.envoy, &p.db, &p.collector, Duration::from_secs(60));
-    let lost = counts.emitted as i64 - (stored + counts.dropped() + collector_dropped) as i64;
+    let settled = settle(&p.envoy, &p.db, &p.collector, Duration::from_secs(60));
+    let Settled {
+        held,
+        counts,
+        stored,
+        collector_dropped,
+        ..
+    } = settled;
+    let lost = settled.lost(0);
     figures(
         "fault_mariadb_outage",
         json!({

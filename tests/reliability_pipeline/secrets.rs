@@ -74,8 +74,8 @@ fn secrets_never_reach_the_database_or_any_log() {
             sent += 1;
         }
     }
-    let (held, counts, stored, _) = settle(&envoy, &db, &collector, Duration::from_secs(30));
-    assert!(held, "identity: {counts:?} stored {stored}");
+    let settled = settle(&envoy, &db, &collector, Duration::from_secs(30));
+    assert!(settled.held, "identity: {settled:?}");
 
     // Envoy flushes its log file every 10 s by default: wait until the events are there, so
     // the search below is not vacuous.
@@ -127,7 +127,7 @@ fn secrets_never_reach_the_database_or_any_log() {
             "requests": sent,
             "canaries": canaries.len(),
             "surfaces": surfaces.iter().map(|(n, t)| json!({"surface": n, "bytes": t.len()})).collect::<Vec<_>>(),
-            "rows": stored,
+            "rows": settled.stored,
             "distinct_fingerprints": fingerprints,
             "hits": hits.len(),
         }),

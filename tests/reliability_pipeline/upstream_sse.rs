@@ -11,7 +11,8 @@ use test_support::db::TestDb;
 use test_support::http;
 use test_support::paths::{binary, free_port, TestDir};
 use test_support::pipeline::{
-    echo_call, figures, one_at_a_time, settle, start_envoy, trap_lines, EnvoyOptions, MCP_HEADERS,
+    echo_call, figures, one_at_a_time, settle, start_envoy, trap_lines, EnvoyOptions, Settled,
+    MCP_HEADERS,
 };
 use test_support::poll::{wait_until, POLL};
 use test_support::process::Proc;
@@ -112,8 +113,14 @@ fn fault_upstream_killed_mid_sse_stream() {
         })
         .count();
 
-    let (held, counts, stored, collector_dropped) =
-        settle(&envoy, &db, &collector, Duration::from_secs(30));
+    let settled = settle(&envoy, &db, &collector, Duration::from_secs(30));
+    let Settled {
+        held,
+        counts,
+        stored,
+        collector_dropped,
+        ..
+    } = settled;
     let outcome = db.query(
         "SELECT JSON_VALUE(log, '$.\"mcp.outcome\"') FROM mcp_gateway_log WHERE event = 'response' AND JSON_VALUE(log, '$.\"jsonrpc.request.id\"') = '42'",
     );

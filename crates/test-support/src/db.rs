@@ -88,6 +88,11 @@ impl TestDb {
         self.count("SELECT COUNT(*) FROM mcp_gateway_log")
     }
 
+    /// Rows the database refused for good, kept by the collector in its dead letters.
+    pub fn dead_letters(&self) -> u64 {
+        self.count("SELECT COUNT(*) FROM mcp_dead_letters")
+    }
+
     pub async fn pool(&self) -> MySqlPool {
         MySqlPool::connect(&self.url())
             .await

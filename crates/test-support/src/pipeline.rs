@@ -123,37 +123,66 @@ impl FilterCounts {
     }
 }
 
+/// Where the pipeline's events ended up when `settle` returned.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// `emitted = stored + dead_letters + filter drops + collector drops` held.
+    pub held: bool,
+    pub counts: FilterCounts,
+    /// Rows in `mcp_gateway_log`.
+    pub stored: u64,
+    /// Rows in `mcp_dead_letters`: refused by the database for good, kept with the refusal.
+    pub dead_letters: u64,
+    /// `collector_dropped_events_total{origin="collector"}` of the running collector.
+    pub collector_dropped: u64,
+}
+
+impl Settled {
+    /// Events nobody accounts for, given collector drops that are not in the running
+    /// collector's metrics (a stopped collector's final log line).
+    pub fn lost(&self, earlier_collector_drops: u64) -> i64 {
+        self.counts.emitted as i64
+            - (self.stored
+                + self.dead_letters
+                + self.counts.dropped()
+                + self.collector_dropped
+                + earlier_collector_drops) as i64
+    }
+}
+
 /// Waits (bounded) until the filter has shipped everything it emitted and the collector has
-/// stored it: `emitted = stored + filter drops + collector drops`. Returns the last reading
-/// either way, with whether the identity held.
-pub fn settle(
-    envoy: &Envoy,
-    db: &TestDb,
-    collector: &Collector,
-    deadline: Duration,
-) -> (bool, FilterCounts, u64, u64) {
-    let mut last = (false, FilterCounts::default(), 0, 0);
+/// stored it: `emitted = stored + dead letters + filter drops + collector drops`. Returns the
+/// last reading either way, with whether the identity held.
+pub fn settle(envoy: &Envoy, db: &TestDb, collector: &Collector, deadline: Duration) -> Settled {
+    let mut last = Settled::default();
     let mut quiet_reads = 0;
     let _ = wait_until(deadline, Duration::from_millis(250), || {
         let counts = FilterCounts::read(envoy);
-        let stored = db.rows();
         let metrics = collector.metrics();
-        let collector_dropped = sum_metric(
-            &metrics,
-            "collector_dropped_events_total",
-            "origin=\"collector\"",
-        );
-        let holds =
-            counts.emitted > 0 && counts.emitted == stored + counts.dropped() + collector_dropped;
+        let mut now = Settled {
+            held: false,
+            counts,
+            stored: db.rows(),
+            dead_letters: db.dead_letters(),
+            collector_dropped: sum_metric(
+                &metrics,
+                "collector_dropped_events_total",
+                "origin=\"collector\"",
+            ),
+        };
+        now.held = counts.emitted > 0 && now.lost(0) == 0;
         // Quiescent: the filter has nothing buffered or in flight, the collector's queue is
         // empty, and nothing changed since the last reading. If the identity still does not
         // hold then, the difference is a real loss (reported by the caller).
         let quiet = counts.emitted == counts.shipped + counts.dropped()
             && sum_metric(&metrics, "collector_queue_entries", "") == 0
-            && (counts, stored, collector_dropped) == (last.1, last.2, last.3);
+            && Settled {
+                held: last.held,
+                ..now
+            } == last;
         quiet_reads = if quiet { quiet_reads + 1 } else { 0 };
-        last = (holds, counts, stored, collector_dropped);
-        holds || quiet_reads >= 8
+        last = now;
+        now.held || quiet_reads >= 8
     });
     last
 }

@@ -79,6 +79,7 @@ async fn writer_batched(store: Arc<dyn Store>, source: &str, n: u64) -> Result<f
         buffer: buffer.clone(),
         store,
         telemetry,
+        observers: Vec::new(),
         config: WriterConfig {
             batch_max_rows: 1000,
             batch_max_bytes: 4 << 20,
@@ -86,6 +87,7 @@ async fn writer_batched(store: Arc<dyn Store>, source: &str, n: u64) -> Result<f
             max_backoff: Duration::from_secs(1),
             write_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(60),
+            isolate_after_refusals: 3,
         },
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);

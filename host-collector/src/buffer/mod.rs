@@ -236,6 +236,10 @@ impl BatchSource for Buffer {
         self.queue.complete(batch);
     }
 
+    fn settle(&self, batch: Batch<Row>, dead_lettered: usize) {
+        self.queue.settle(batch, dead_lettered);
+    }
+
     fn restore(&self, batch: Batch<Row>) {
         self.queue.restore(batch);
     }

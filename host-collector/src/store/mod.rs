@@ -22,9 +22,10 @@ pub use sqlite::open as open_sqlite;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What went wrong with a store operation. The writer keeps a failed batch and retries it
-/// whatever the variant (a batch is never given up while the collector runs), and health
-/// counts any error as the database being down; the variant says what happened, for the log
-/// and for `is_transient`.
+/// (a batch is never given up while the collector runs); a batch the database keeps
+/// rejecting is split until the rows it refuses stand alone, and those go to the dead
+/// letters. Health counts any error as the database being down; the variant says what
+/// happened, for the log, for `is_transient` and for `is_refusal`.
 #[derive(Debug)]
 pub enum StoreError {
     /// The store cannot be used as configured: a bad or unsupported URL or option.
@@ -61,6 +62,12 @@ impl StoreError {
             self,
             StoreError::Timeout { .. } | StoreError::Unavailable(_)
         )
+    }
+
+    /// Whether the database answered and refused what it was given: retrying the same rows
+    /// will fail the same way, other rows may pass.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::Rejected(_))
     }
 }
 
@@ -143,6 +150,30 @@ pub struct LogQuery {
     pub limit: u32,
 }
 
+/// A row the database refused for good, kept in `mcp_dead_letters` with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub row: Row,
+    /// The database's refusal, cut to `DeadLetter::MAX_REASON` bytes.
+    pub reason: String,
+}
+
+impl DeadLetter {
+    pub const MAX_REASON: usize = 1024;
+
+    pub fn new(row: Row, error: &StoreError) -> Self {
+        let mut reason = error.to_string();
+        if reason.len() > Self::MAX_REASON {
+            let mut end = Self::MAX_REASON;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+        }
+        DeadLetter { row, reason }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRow {
     pub id: i64,
@@ -156,6 +187,12 @@ pub trait Store: Send + Sync {
     /// Writes all rows in one transaction, skipping `(source, seq)` already stored.
     /// Returns how many rows were newly inserted.
     fn insert_batch<'a>(&'a self, rows: &'a [Row]) -> BoxFuture<'a, Result<u64, StoreError>>;
+    /// Writes refused rows to the dead letters in one transaction, skipping `(source, seq)`
+    /// already there. Returns how many were newly inserted.
+    fn insert_dead_letters<'a>(
+        &'a self,
+        letters: &'a [DeadLetter],
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Deletes at most `limit` rows with event time before `cutoff`; returns how many.
     fn delete_older_than(

@@ -17,8 +17,8 @@ impl Backend for MySql {
     // server-side JSON check with different limits (nesting depth, number range) would make
     // the database reject whole batches. JSON functions still work on the column.
     // utf8mb4_bin keeps `source` comparisons case-sensitive, as the unique key needs.
-    const MIGRATIONS: &'static [&'static [&'static str]] =
-        &[&["CREATE TABLE IF NOT EXISTS mcp_gateway_log (
+    const MIGRATIONS: &'static [&'static [&'static str]] = &[
+        &["CREATE TABLE IF NOT EXISTS mcp_gateway_log (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
             trace_id CHAR(32) NULL,
             span_id CHAR(16) NULL,
@@ -40,7 +40,20 @@ impl Backend for MySql {
             KEY idx_mcp_gateway_log_event (event),
             KEY idx_mcp_gateway_log_tool (tool_name),
             KEY idx_mcp_gateway_log_created (created_at)
-        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"]];
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"],
+        // Rows the database refused for good: the whole line, the refusal, when.
+        &["CREATE TABLE IF NOT EXISTS mcp_dead_letters (
+            id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            source VARCHAR(64) NOT NULL,
+            seq BIGINT UNSIGNED NOT NULL,
+            created_at DATETIME(6) NOT NULL,
+            received_at DATETIME(6) NOT NULL,
+            dead_at DATETIME(6) NOT NULL,
+            reason TEXT NOT NULL,
+            log LONGTEXT NOT NULL,
+            UNIQUE KEY uq_mcp_dead_letters_source_seq (source, seq)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"],
+    ];
     const DELETE_OLD: &'static str =
         "DELETE FROM mcp_gateway_log WHERE created_at < ? ORDER BY created_at LIMIT ?";
     const OUTCOME: &'static str = "JSON_UNQUOTE(JSON_EXTRACT(log, '$.\"mcp.outcome\"'))";

@@ -9,7 +9,7 @@ use sqlx::{
     QueryBuilder, Row as _, SqlStr, Type,
 };
 
-use super::{LogQuery, StoreError, StoredRow};
+use super::{DeadLetter, LogQuery, StoreError, StoredRow};
 use crate::event::{Level, Row};
 
 /// Largest rows-per-statement shape; bigger batches use several statements in one transaction.
@@ -172,6 +172,33 @@ where
         })
     }
 
+    pub async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<u64, StoreError> {
+        self.ensure_schema().await?;
+        let dead_at = chrono::Utc::now().naive_utc();
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for letter in letters {
+            let row = &letter.row;
+            let result = sqlx::query(AssertSqlSafe(format!(
+                "{} mcp_dead_letters (source, seq, created_at, received_at, dead_at, reason, log) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                DB::INSERT_IGNORE
+            )))
+            .bind(row.source.as_str())
+            .bind(row.seq as i64)
+            .bind(row.created_at)
+            .bind(row.received_at)
+            .bind(dead_at)
+            .bind(letter.reason.as_str())
+            .bind(row.log.as_str())
+            .execute(&mut *tx)
+            .await?;
+            inserted += DB::rows_affected(&result);
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     /// One autocommitted INSERT per row, as the seeds' writers do: kept only as the
     /// benchmark's baseline.
     pub async fn insert_each(&self, rows: &[Row]) -> Result<u64, StoreError> {
@@ -300,6 +327,12 @@ macro_rules! impl_store {
                 rows: &'a [$crate::event::Row],
             ) -> $crate::store::BoxFuture<'a, Result<u64, $crate::store::StoreError>> {
                 Box::pin(SqlStore::insert_batch(self, rows))
+            }
+            fn insert_dead_letters<'a>(
+                &'a self,
+                letters: &'a [$crate::store::DeadLetter],
+            ) -> $crate::store::BoxFuture<'a, Result<u64, $crate::store::StoreError>> {
+                Box::pin(SqlStore::insert_dead_letters(self, letters))
             }
             fn ping(&self) -> $crate::store::BoxFuture<'_, Result<(), $crate::store::StoreError>> {
                 Box::pin(SqlStore::ping(self))

@@ -41,6 +41,19 @@ impl Backend for Sqlite {
         "CREATE INDEX IF NOT EXISTS idx_mcp_gateway_log_event ON mcp_gateway_log (event)",
         "CREATE INDEX IF NOT EXISTS idx_mcp_gateway_log_tool ON mcp_gateway_log (tool_name)",
         "CREATE INDEX IF NOT EXISTS idx_mcp_gateway_log_created ON mcp_gateway_log (created_at)",
+    ], &[
+        // Rows the database refused for good: the whole line, the refusal, when.
+        "CREATE TABLE IF NOT EXISTS mcp_dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            dead_at TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            log TEXT NOT NULL,
+            UNIQUE (source, seq)
+        )",
     ]];
     // DELETE … LIMIT needs a compile-time option SQLite builds usually lack.
     const DELETE_OLD: &'static str = "DELETE FROM mcp_gateway_log WHERE id IN (
