@@ -212,6 +212,8 @@ struct Row {
     token: String,
     session: String,
     version: String,
+    /// `mcp.client.name`: the client's self-description, where the request carried it.
+    client: String,
 }
 
 fn rows(db: &TestDb, instance: &str) -> Vec<Row> {
@@ -219,7 +221,8 @@ fn rows(db: &TestDb, instance: &str) -> Vec<Row> {
     let field = |key: &str| format!("IFNULL({}, '')", value(key));
     let sql = format!(
         "SELECT event, IFNULL(mcp_method, ''), IFNULL(COALESCE(tool_name, {resource}, {prompt}), ''), \
-         {outcome}, {error}, {duration}, IFNULL(trace_id, ''), IFNULL(token, ''), {session}, {version} \
+         {outcome}, {error}, {duration}, IFNULL(trace_id, ''), IFNULL(token, ''), {session}, {version}, \
+         {client} \
          FROM mcp_gateway_log WHERE instance_id = '{instance}' AND event IN ('request', 'response') \
          ORDER BY id",
         resource = value("mcp.resource.uri"),
@@ -229,13 +232,14 @@ fn rows(db: &TestDb, instance: &str) -> Vec<Row> {
         duration = field("duration_ms"),
         session = field("mcp.session.id"),
         version = field("mcp.protocol.version"),
+        client = field("mcp.client.name"),
     );
     db.query(&sql)
         .lines()
         .map(|line| {
-            // The client trims trailing empty columns: pad to the ten selected.
+            // The client trims trailing empty columns: pad to the eleven selected.
             let mut f: Vec<&str> = line.split('\t').collect();
-            f.resize(10, "");
+            f.resize(11, "");
             Row {
                 event: f[0].into(),
                 method: f[1].into(),
@@ -247,6 +251,7 @@ fn rows(db: &TestDb, instance: &str) -> Vec<Row> {
                 token: f[7].into(),
                 session: f[8].into(),
                 version: f[9].into(),
+                client: f[10].into(),
             }
         })
         .collect()
@@ -347,6 +352,12 @@ fn check_pair(db: &TestDb, pair: &str, server: Server, summary: &Value) -> Vec<R
             assert!(!row.session.is_empty(), "{pair}: session id: {row:?}");
         }
     }
+    // Every SDK describes itself in initialize: the gateway records who the client is.
+    let init = stored
+        .iter()
+        .find(|r| r.event == "request" && r.method == "initialize")
+        .unwrap_or_else(|| panic!("{pair}: an initialize request row: {stored:#?}"));
+    assert!(!init.client.is_empty(), "{pair}: mcp.client.name: {init:?}");
     // Each request's response shares its trace (the POST and the stream answer are joined).
     for response in stored.iter().filter(|r| r.event == "response") {
         assert!(
@@ -616,6 +627,10 @@ fn the_2026_07_28_revision_is_recorded_per_request() {
     }
     for row in &stored {
         assert!(row.session.is_empty(), "no sessions in 2026-07-28: {row:?}");
+        assert!(
+            !row.client.is_empty(),
+            "every 2026-07-28 request names its client in _meta: {row:?}"
+        );
         assert_eq!(
             row.version, "2026-07-28",
             "the version of each request: {row:?}"
@@ -630,4 +645,64 @@ fn the_2026_07_28_revision_is_recorded_per_request() {
         0,
         "2026-07-28 is a known revision and the SDK's headers agree with its bodies"
     );
+    listen_stream_is_audited(&gateway.db, &summary);
+}
+
+/// `subscriptions/listen` (2026-07-28) in place of the GET stream: the request, its response
+/// stream's acknowledgment and the resource update, each recorded with its direction, the
+/// revision and no session; the update names the resource.
+fn listen_stream_is_audited(db: &TestDb, summary: &Value) {
+    let listen = step(summary, "subscriptions/listen");
+    assert_eq!(listen["ok"], true, "the client saw the update: {listen}");
+    let value = |key: &str| format!("IFNULL(JSON_UNQUOTE(JSON_EXTRACT(log, '$.\"{key}\"')), '')");
+    let sql = format!(
+        "SELECT event, IFNULL(mcp_method, ''), {}, {}, {}, {}, {} FROM mcp_gateway_log \
+         WHERE instance_id = 'modern-py' AND (event LIKE 'server.%' \
+         OR mcp_method = 'subscriptions/listen') ORDER BY id",
+        value("mcp.direction"),
+        value("mcp.protocol.version"),
+        value("mcp.session.id"),
+        value("mcp.resource.uri"),
+        value("mcp.outcome"),
+    );
+    let wanted = [
+        ("request", "subscriptions/listen"),
+        (
+            "server.notification",
+            "notifications/subscriptions/acknowledged",
+        ),
+        ("server.notification", "notifications/resources/updated"),
+        ("response", "subscriptions/listen"),
+    ];
+    let has = |rows: &str, (event, method): (&str, &str)| {
+        rows.lines()
+            .any(|l| l.starts_with(&format!("{event}\t{method}\t")))
+    };
+    let rows = wait_until(Duration::from_secs(30), POLL, || {
+        let rows = db.query(&sql);
+        wanted.iter().all(|w| has(&rows, *w)).then_some(rows)
+    })
+    .unwrap_or_else(|| panic!("listen rows never complete:\n{}", db.query(&sql)));
+    let lines: Vec<Vec<&str>> = rows.lines().map(|l| l.split('\t').collect()).collect();
+    for line in &lines {
+        assert_eq!(line[3], "2026-07-28", "revision on every row: {line:?}");
+        assert_eq!(line[4], "", "no session: {line:?}");
+    }
+    for line in lines.iter().filter(|l| l[0].starts_with("server.")) {
+        assert_eq!(line[2], "server_to_client", "{line:?}");
+    }
+    let updated = lines
+        .iter()
+        .find(|l| l[1] == "notifications/resources/updated")
+        .expect("found above");
+    assert_eq!(updated[5], "demo://readme", "the update names the resource");
+    let closed = lines
+        .iter()
+        .find(|l| l[0] == "response")
+        .expect("found above");
+    assert_eq!(
+        closed[6], "client_closed",
+        "the client ending its listen stream is the stream's normal end"
+    );
+    println!("subscriptions/listen rows:\n{rows}");
 }

@@ -54,6 +54,9 @@ fields! {
     CLASSIFIED_FROM = "mcp.classified_from";
     BODY_INSPECTED = "mcp.body.inspected";
     BODY_BYTES = "mcp.body.bytes";
+    CLIENT_NAME = "mcp.client.name";
+    CLIENT_VERSION = "mcp.client.version";
+    CLIENT_CAPABILITIES = "mcp.client.capabilities";
     ARGUMENTS = "gen_ai.tool.call.arguments";
     ARGUMENTS_TRUNCATED = "mcp.arguments.truncated";
     // Outcome fields.
@@ -102,4 +105,12 @@ pub mod limits {
     pub const METHOD: usize = 128;
     pub const TOOL_NAME: usize = 256;
     pub const TOKEN_HEADER: usize = 128;
+
+    // Fields without a column: the filter caps what a client can make long, the same way
+    // (cut, named in `truncated`), so a line stays small whatever the client sends.
+    pub const CLIENT_NAME: usize = 128;
+    pub const CLIENT_VERSION: usize = 64;
+    /// Capability names listed in `mcp.client.capabilities` (each at most `CLIENT_NAME`
+    /// characters; longer ones are left out).
+    pub const CLIENT_CAPABILITIES: usize = 16;
 }

@@ -36,7 +36,7 @@ outcomes! {
     HttpError => "http_error", false, "An HTTP error status without a JSON-RPC answer.";
     Rejected => "rejected", false, "Answered by the filter (validation, unknown instance, open breaker).";
     Canceled => "canceled", false, "The client went away before the response.";
-    ClientClosed => "client_closed", true, "The client closed an event stream (the normal end of a GET stream).";
+    ClientClosed => "client_closed", true, "The client closed an event stream (the normal end of a GET or subscriptions/listen stream).";
     UpstreamError => "upstream_error", false, "The upstream failed before responding.";
     UpstreamInterrupted => "upstream_interrupted", false, "A response broke off before its end.";
     NotInspected => "not_inspected", false, "The response body was over the cap.";

@@ -92,7 +92,8 @@ SCENARIOS = {"interop": scenario, "server-requests": server_requests}
 
 async def modern(url, headers):
     """The 2026-07-28 revision: `server/discover` instead of the handshake, no session, the
-    protocol version in every request's `_meta` and `Mcp-Method` / `Mcp-Name` headers."""
+    protocol version in every request's `_meta` and `Mcp-Method` / `Mcp-Name` headers, and a
+    `subscriptions/listen` stream that receives a resource update."""
     steps = Steps()
     http = httpx2.AsyncClient(headers=headers)
     async with Client(streamable_http_client(url, http_client=http), mode="auto") as client:
@@ -108,6 +109,16 @@ async def modern(url, headers):
                         lambda v: v["contents"][0]["text"].startswith("demo-mcp"))
         await steps.run("prompts/get greet", lambda: client.get_prompt("greet", {"name": "Ada"}),
                         lambda v: "Ada" in v["messages"][0]["content"]["text"])
+        # `subscriptions/listen` replaces the GET stream: the response is an SSE stream that
+        # opens with the acknowledgment and carries the change notifications.
+        async with client.listen(resource_subscriptions=[README_URI]) as subscription:
+            await client.call_tool("touch_readme", {})
+            event = await asyncio.wait_for(subscription.__anext__(), timeout=10)
+        updated = getattr(event, "uri", None)
+        steps.steps.append({"name": "subscriptions/listen", "ok": str(updated) == README_URI,
+                            "detail": {"honored": subscription.honored.model_dump(mode="json", by_alias=True,
+                                                                                  exclude_none=True),
+                                       "updated": str(updated)}})
     return steps.steps
 
 

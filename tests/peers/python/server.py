@@ -4,8 +4,9 @@
 
 Prints `listening <port>` once it accepts connections. Tools `echo` and `tool_error` (raises:
 the SDK answers a result flagged isError), the resource `demo://readme` and the prompt `greet`;
-and `ask_client`, which sends the client `roots/list` and `sampling/createMessage` requests,
-progress and a log message on the call's stream (the server-to-client scenario).
+`ask_client`, which sends the client `roots/list` and `sampling/createMessage` requests,
+progress and a log message on the call's stream (the server-to-client scenario); and
+`touch_readme`, which announces a change of the readme to `subscriptions/listen` streams.
 """
 
 import argparse
@@ -57,6 +58,14 @@ async def ask_client(ctx: Context) -> str:
         related_request_id=ctx.request_id,
     )
     return f"{len(roots.roots)} roots; sampled: {sampled.content.text}"
+
+
+@server.tool()
+async def touch_readme(ctx: Context) -> str:
+    """Announces that the readme changed: a `notifications/resources/updated` on every
+    `subscriptions/listen` stream subscribed to it (2026-07-28)."""
+    await ctx.notify_resource_updated(README_URI)
+    return "touched"
 
 
 @server.resource(README_URI)

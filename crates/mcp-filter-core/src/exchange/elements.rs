@@ -7,7 +7,7 @@
 use super::common::{push_field, push_label_field};
 use crate::events::keys;
 use crate::json::{push_string, push_u64};
-use crate::jsonrpc::{same_id, Id, JsonStr, Message};
+use crate::jsonrpc::{self, same_id, ClientInfo, Id, JsonStr, Message};
 use crate::methods::{self, Target};
 use mcp_contract::fields::{self, limits};
 use std::ops::Range;
@@ -212,19 +212,34 @@ impl Elements {
     }
 }
 
-/// A message's own fields: method, kind, target, id (what its events say of it).
+/// The message fields the filter caps, in the order `truncated` names them (bit i of the
+/// mask in `push_message_fields` is `CAPPED[i]`).
+const CAPPED: [&str; 5] = [
+    fields::name::METHOD,
+    fields::name::TOOL_NAME,
+    fields::name::CLIENT_NAME,
+    fields::name::CLIENT_VERSION,
+    fields::name::CLIENT_CAPABILITIES,
+];
+
+/// A message's own fields: method, kind, target, id, the client's self-description (what
+/// its events say of it).
 pub(super) fn push_message_fields(buf: &mut Vec<u8>, message: &Message) {
-    let mut truncated: [Option<&str>; 2] = [None; 2];
+    // One bit per field of `CAPPED` that was cut.
+    let mut truncated = 0u8;
     if let Some(method) = message.method {
-        truncated[0] = capped_json_str(buf, keys::METHOD, method, limits::METHOD)
-            .then_some(fields::name::METHOD);
+        truncated |= u8::from(capped_json_str(buf, keys::METHOD, method, limits::METHOD));
     }
     push_label_field(buf, keys::MESSAGE_KIND, message.kind.as_str());
     match message.target_kind() {
         Target::Tool => {
             if let Some(name) = message.name {
-                truncated[1] = capped_json_str(buf, keys::TOOL_NAME, name, limits::TOOL_NAME)
-                    .then_some(fields::name::TOOL_NAME);
+                truncated |= u8::from(capped_json_str(
+                    buf,
+                    keys::TOOL_NAME,
+                    name,
+                    limits::TOOL_NAME,
+                )) << 1;
             }
         }
         Target::Prompt => opt_json_str(buf, keys::PROMPT_NAME, message.name),
@@ -241,10 +256,37 @@ pub(super) fn push_message_fields(buf: &mut Vec<u8>, message: &Message) {
             Id::Raw(text) => push_field(buf, keys::REQUEST_ID, text),
         }
     }
-    if truncated.iter().any(Option::is_some) {
+    if message.client_params.is_some() {
+        let described = message.client();
+        let client = described.info.map(ClientInfo::read).unwrap_or_default();
+        if let Some(name) = client.name {
+            truncated |= u8::from(capped_json_str(
+                buf,
+                keys::CLIENT_NAME,
+                name,
+                limits::CLIENT_NAME,
+            )) << 2;
+        }
+        if let Some(version) = client.version {
+            truncated |= u8::from(capped_json_str(
+                buf,
+                keys::CLIENT_VERSION,
+                version,
+                limits::CLIENT_VERSION,
+            )) << 3;
+        }
+        if let Some(raw) = described.capabilities {
+            truncated |= u8::from(push_capabilities(buf, raw)) << 4;
+        }
+    }
+    if truncated != 0 {
         buf.extend_from_slice(keys::TRUNCATED.as_bytes());
         buf.push(b'[');
-        for (i, name) in truncated.iter().flatten().enumerate() {
+        let cut = CAPPED
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| truncated & (1 << bit) != 0);
+        for (i, (_, name)) in cut.enumerate() {
             if i > 0 {
                 buf.push(b',');
             }
@@ -252,6 +294,30 @@ pub(super) fn push_message_fields(buf: &mut Vec<u8>, message: &Message) {
         }
         buf.push(b']');
     }
+}
+
+/// Writes the member names of a capabilities object as a list, at most
+/// `limits::CLIENT_CAPABILITIES` of them, leaving out names over `limits::CLIENT_NAME`
+/// characters; true when any was left out.
+fn push_capabilities(buf: &mut Vec<u8>, raw: &str) -> bool {
+    buf.extend_from_slice(keys::CLIENT_CAPABILITIES.as_bytes());
+    buf.push(b'[');
+    let (mut listed, mut left_out) = (0, false);
+    jsonrpc::object_keys(raw, |name| {
+        let too_long = name.escaped().len() > limits::CLIENT_NAME
+            && name.value().chars().count() > limits::CLIENT_NAME;
+        if listed == limits::CLIENT_CAPABILITIES || too_long {
+            left_out = true;
+            return;
+        }
+        if listed > 0 {
+            buf.push(b',');
+        }
+        name.push_json(buf);
+        listed += 1;
+    });
+    buf.push(b']');
+    left_out
 }
 
 /// Writes a string field cut to `limit` characters (the collector's column for it, so the
@@ -332,6 +398,67 @@ mod tests {
         );
         assert_eq!(f["truncated"], serde_json::json!(["mcp.method.name"]));
         assert!(fields(&elements, 2).get("truncated").is_none());
+    }
+
+    #[test]
+    fn the_client_describes_itself_in_initialize_or_in_every_2026_request() {
+        let init = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{"listChanged":true},"sampling":{}},"clientInfo":{"name":"claude-code","version":"2.1"}}}"#;
+        let modern = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"py\u00e9","version":"2.3.0"},"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}}}"#;
+        let many: String = (0..20)
+            .map(|i| format!("\"c{i}\":{{}}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let hostile = format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"ping","params":{{"_meta":{{"io.modelcontextprotocol/clientInfo":{{"name":"{}","version":"{}"}},"io.modelcontextprotocol/clientCapabilities":{{"{}":1,{many}}}}}}}}}"#,
+            "n".repeat(500),
+            "v".repeat(100),
+            "k".repeat(200),
+        );
+        let plain = br#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+        let mut elements = Elements::default();
+        for body in [&init[..], modern, hostile.as_bytes(), plain] {
+            let message = parse_message(body).expect("valid");
+            elements.push_message(&message, Origin { batch: None });
+        }
+        let f = fields(&elements, 0);
+        assert_eq!(f["mcp.client.name"], "claude-code");
+        assert_eq!(f["mcp.client.version"], "2.1");
+        assert_eq!(
+            f["mcp.client.capabilities"],
+            serde_json::json!(["roots", "sampling"])
+        );
+        let f = fields(&elements, 1);
+        assert_eq!(f["mcp.client.name"], "py\u{e9}", "decoded as JSON");
+        assert_eq!(
+            f["mcp.client.capabilities"],
+            serde_json::json!(["elicitation"])
+        );
+        let f = fields(&elements, 2);
+        assert_eq!(
+            f["mcp.client.name"].as_str().map(str::len),
+            Some(limits::CLIENT_NAME)
+        );
+        assert_eq!(
+            f["mcp.client.version"].as_str().map(str::len),
+            Some(limits::CLIENT_VERSION)
+        );
+        let listed = f["mcp.client.capabilities"].as_array().expect("a list");
+        assert_eq!(
+            listed.len(),
+            limits::CLIENT_CAPABILITIES,
+            "the over-long name left out"
+        );
+        assert_eq!(listed[0], "c0");
+        assert_eq!(
+            f["truncated"],
+            serde_json::json!([
+                "mcp.client.name",
+                "mcp.client.version",
+                "mcp.client.capabilities"
+            ])
+        );
+        let f = fields(&elements, 3);
+        assert!(f.get("mcp.client.name").is_none() && f.get("mcp.client.capabilities").is_none());
     }
 
     #[test]

@@ -280,12 +280,114 @@ pub struct Message<'a> {
     /// Protocol version carried in the message: `initialize`'s `protocolVersion` (request or
     /// result), or the per-request `_meta` of the stateless revision.
     pub protocol_version: Option<JsonStr<'a>>,
+    /// The `params` object as JSON text, kept only when the client describes itself in it
+    /// (see [`Message::client`]): most messages do not, and those that do are read again
+    /// once, when their fields are written.
+    pub client_params: Option<&'a str>,
     pub error_code: Option<i64>,
     /// `result.isError` of a tool result.
     pub is_error: bool,
 }
 
+/// A client's self-description (`Implementation`: only what an audit line needs).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClientInfo<'a> {
+    pub name: Option<JsonStr<'a>>,
+    pub version: Option<JsonStr<'a>>,
+}
+
+impl<'a> ClientInfo<'a> {
+    /// Reads an `Implementation` object's `name` and `version` (the last occurrence of a
+    /// member wins, as for every member); nothing from anything else.
+    pub fn read(raw: &'a str) -> Self {
+        let mut info = ClientInfo::default();
+        let mut s = Scanner::new(raw.as_bytes());
+        if s.peek() != Some(b'{') {
+            return info;
+        }
+        let read = s.object(|s, key| {
+            match JsonStr::scanned(key).value().as_ref() {
+                "name" => info.name = string(s)?,
+                "version" => info.version = string(s)?,
+                _ => s.skip()?,
+            }
+            Ok(())
+        });
+        if read.is_err() {
+            return ClientInfo::default();
+        }
+        info
+    }
+}
+
+/// Calls `each` with the member names of the JSON object `raw` (a capabilities object), in
+/// order; false when `raw` is not an object.
+pub fn object_keys<'a>(raw: &'a str, mut each: impl FnMut(JsonStr<'a>)) -> bool {
+    let mut s = Scanner::new(raw.as_bytes());
+    if s.peek() != Some(b'{') {
+        return false;
+    }
+    s.object(|s, key| {
+        each(JsonStr::scanned(key));
+        s.skip()
+    })
+    .is_ok()
+}
+
+/// How a client describes itself in a message, as JSON object text: its `Implementation`
+/// (read with [`ClientInfo::read`]) and its capabilities. `_meta`'s
+/// `io.modelcontextprotocol/clientInfo` / `clientCapabilities` (2026-07-28, every request)
+/// win over `initialize`'s `clientInfo` / `capabilities`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClientDescription<'a> {
+    pub info: Option<&'a str>,
+    pub capabilities: Option<&'a str>,
+}
+
+impl<'a> ClientDescription<'a> {
+    /// Reads a `params` object (the last occurrence of a member wins).
+    fn read(params: &'a str) -> Self {
+        let mut found = [None; 4];
+        let mut s = Scanner::new(params.as_bytes());
+        let read = s.object(|s, key| {
+            match (key_of(key), client_key(key)) {
+                (Key::Meta, _) if s.peek() == Some(b'{') => {
+                    found[2] = None;
+                    found[3] = None;
+                    s.object(|s, key| {
+                        match client_key(key) {
+                            Some(ClientKey::MetaInfo) => found[2] = Some(s.raw()?),
+                            Some(ClientKey::MetaCapabilities) => found[3] = Some(s.raw()?),
+                            _ => s.skip()?,
+                        }
+                        Ok(())
+                    })?
+                }
+                (_, Some(ClientKey::Info)) => found[0] = Some(s.raw()?),
+                (_, Some(ClientKey::Capabilities)) => found[1] = Some(s.raw()?),
+                _ => s.skip()?,
+            }
+            Ok(())
+        });
+        if read.is_err() {
+            return ClientDescription::default();
+        }
+        let [info, capabilities, meta_info, meta_capabilities] = found.map(object);
+        ClientDescription {
+            info: meta_info.or(info),
+            capabilities: meta_capabilities.or(capabilities),
+        }
+    }
+}
+
 impl<'a> Message<'a> {
+    /// How the client describes itself in this message, if it does.
+    pub fn client(&self) -> ClientDescription<'a> {
+        self.client_params
+            .map(ClientDescription::read)
+            .unwrap_or_default()
+    }
+
     /// Whether the message expects a response (a request with an id).
     pub fn expects_response(&self) -> bool {
         self.kind == Kind::Request
@@ -447,6 +549,32 @@ const KEYS: &[(&[u8], Key)] = &[
     ),
 ];
 
+/// Members read only where a client describes itself (`params`, `params._meta`): looked up
+/// there, and only for keys the main table does not know, so no other key pays for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientKey {
+    Info,
+    Capabilities,
+    MetaInfo,
+    MetaCapabilities,
+}
+
+fn client_key((literal, escapes): (&str, bool)) -> Option<ClientKey> {
+    let of = |quoted: &[u8]| match quoted {
+        br#""clientInfo""# => Some(ClientKey::Info),
+        br#""capabilities""# => Some(ClientKey::Capabilities),
+        br#""io.modelcontextprotocol/clientInfo""# => Some(ClientKey::MetaInfo),
+        br#""io.modelcontextprotocol/clientCapabilities""# => Some(ClientKey::MetaCapabilities),
+        _ => None,
+    };
+    if !escapes {
+        return of(literal.as_bytes());
+    }
+    let mut quoted = Vec::with_capacity(literal.len());
+    JsonStr::scanned((literal, true)).push_json(&mut quoted);
+    of(&quoted)
+}
+
 /// Which member a key literal names (decoded first in the odd case it has escapes).
 fn key_of((literal, escapes): (&str, bool)) -> Key {
     // Most keys are not ones the classifier reads; their length alone says so.
@@ -493,6 +621,8 @@ struct Fields<'a> {
     method: Option<Result<JsonStr<'a>, ()>>,
     id: Option<&'a str>,
     params: Params<'a>,
+    /// The raw `params` object when it describes the client.
+    client_params: Option<&'a str>,
     result: Option<ResultPeek<'a>>,
     error: Option<Option<i64>>,
 }
@@ -508,8 +638,13 @@ impl<'a> Fields<'a> {
             Key::Params => {
                 // The last `params` wins, whatever its shape.
                 let mut params = Params::default();
+                self.client_params = None;
                 if s.peek() == Some(b'{') {
+                    let start = s.mark();
                     s.object(|s, key| params.member(s, key))?;
+                    if params.describes_client {
+                        self.client_params = Some(s.since(start)?);
+                    }
                 } else {
                     s.skip()?;
                 }
@@ -566,6 +701,8 @@ struct Params<'a> {
     ref_name: Option<JsonStr<'a>>,
     ref_uri: Option<JsonStr<'a>>,
     protocol_version: Option<JsonStr<'a>>,
+    /// A member names the client's info or capabilities (read again from the raw object).
+    describes_client: bool,
 }
 
 impl<'a> Params<'a> {
@@ -587,6 +724,10 @@ impl<'a> Params<'a> {
                         Key::Traceparent => self.traceparent = string(s)?,
                         Key::Tracestate => self.tracestate = string(s)?,
                         Key::MetaProtocolVersion => self.meta_protocol_version = string(s)?,
+                        Key::Other => {
+                            self.describes_client |= client_key(key).is_some();
+                            s.skip()?
+                        }
                         _ => s.skip()?,
                     }
                     Ok(())
@@ -606,6 +747,10 @@ impl<'a> Params<'a> {
                     }
                     Ok(())
                 })?
+            }
+            Key::Other => {
+                self.describes_client |= client_key(key).is_some();
+                s.skip()?
             }
             _ => s.skip()?,
         }
@@ -628,6 +773,11 @@ impl<'a> ResultPeek<'a> {
         }
         Ok(())
     }
+}
+
+/// Raw JSON text when it is an object.
+fn object(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|raw| raw.starts_with('{'))
 }
 
 fn classify(fields: Fields) -> Result<Message, Invalid> {
@@ -660,6 +810,7 @@ fn classify(fields: Fields) -> Result<Message, Invalid> {
         meta_traceparent: params.traceparent,
         meta_tracestate: params.tracestate,
         protocol_version: params.meta_protocol_version.or(params.protocol_version),
+        client_params: fields.client_params,
         error_code: fields.error.flatten(),
         is_error: false,
     };
@@ -878,6 +1029,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p","uri":"u"},"argument":{"name":"a","value":"v"}}}"#,
             r#" { "jsonrpc" : "2.0" , "method" : "initialize" , "id" : 0 , "params" : { "protocolVersion" : "2025-03-26" } } "#,
             r#"{"method":"ping","jsonrpc":"2.0","id":-1.25E+2,"params":null,"params":{"name":5}}"#,
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{"listChanged":true},"sampling":{},"roots":1},"clientInfo":{"name":"py","version":"1.2","name":"py2"}}}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"e","capabilities":{"x":1},"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"c\u00e9","version":"2"},"io.modelcontextprotocol/clientCapabilities":{"elicitation":{},"a\"b":[]}}}}"#,
             // fuzz-short found the empty batch with trailing garbage.
             "[]",
             "\r[]\"].\x06",

@@ -4,7 +4,7 @@
 //! by panicking, which is what a fuzz target or a test needs.
 #![allow(clippy::panic)]
 
-use super::{parse_body, Id, Invalid, JsonStr, Kind, Message, Parsed};
+use super::{object_keys, parse_body, ClientInfo, Id, Invalid, JsonStr, Kind, Message, Parsed};
 use crate::methods::{self, Target};
 use serde_json::Value;
 
@@ -20,6 +20,9 @@ struct Expected {
     is_error: bool,
     protocol_version: Option<String>,
     traceparent: Option<String>,
+    client: Client,
+    /// Member names of the client's capabilities, sorted, once each.
+    capabilities: Option<Vec<String>>,
 }
 
 fn text(v: Option<&Value>) -> Option<String> {
@@ -84,6 +87,29 @@ fn expected(value: &Value) -> Result<Expected, Invalid> {
             .or_else(|| text(params.get("protocolVersion")))
             .or_else(|| text(result.get("protocolVersion"))),
         traceparent: text(meta.get("traceparent")),
+        client: client_info(&meta, &params),
+        capabilities: meta
+            .get("io.modelcontextprotocol/clientCapabilities")
+            .and_then(Value::as_object)
+            .or_else(|| params.get("capabilities").and_then(Value::as_object))
+            .map(|o| o.keys().cloned().collect()),
+    })
+}
+
+/// A client's name and version.
+type Client = (Option<String>, Option<String>);
+
+/// `_meta`'s clientInfo object when there is one, else `params.clientInfo`.
+fn client_info(
+    meta: &serde_json::Map<String, Value>,
+    params: &serde_json::Map<String, Value>,
+) -> Client {
+    let info = meta
+        .get("io.modelcontextprotocol/clientInfo")
+        .and_then(Value::as_object)
+        .or_else(|| params.get("clientInfo").and_then(Value::as_object));
+    info.map_or((None, None), |o| {
+        (text(o.get("name")), text(o.get("version")))
     })
 }
 
@@ -108,6 +134,17 @@ fn actual(m: &Message) -> Expected {
         is_error: m.is_error,
         protocol_version: decoded(m.protocol_version),
         traceparent: decoded(m.meta_traceparent),
+        client: m.client().info.map_or((None, None), |raw| {
+            let info = ClientInfo::read(raw);
+            (decoded(info.name), decoded(info.version))
+        }),
+        capabilities: m.client().capabilities.map(|raw| {
+            let mut names = Vec::new();
+            object_keys(raw, |key| names.push(key.value().into_owned()));
+            names.sort();
+            names.dedup();
+            names
+        }),
     }
 }
 

@@ -56,6 +56,17 @@ impl<'a> Scanner<'a> {
         self.peek().is_none()
     }
 
+    /// Where the next value starts (whitespace skipped), for [`Scanner::since`].
+    pub fn mark(&mut self) -> usize {
+        self.peek();
+        self.pos
+    }
+
+    /// The text scanned since a [`Scanner::mark`].
+    pub fn since(&self, mark: usize) -> Result<&'a str> {
+        self.slice(mark)
+    }
+
     /// The text scanned since `from`.
     fn slice(&self, from: usize) -> Result<&'a str> {
         let bytes = self.bytes.get(from..self.pos).ok_or(Syntax)?;
