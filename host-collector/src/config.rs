@@ -80,10 +80,24 @@ pub struct HttpArgs {
     )]
     pub metrics_listen: SocketAddr,
 
-    /// Bearer token the filter must send (required unless --insecure-no-auth).
+    /// Bearer token accepted for ingest and for queries (one token for both; or use the
+    /// scoped tokens below). One of --token / --ingest-token is required unless
+    /// --insecure-no-auth.
     #[arg(long, env = "COLLECTOR_TOKEN", hide_env_values = true, value_parser = parse_token,
-          required_unless_present = "insecure_no_auth")]
+          required_unless_present_any = ["insecure_no_auth", "ingest_token"])]
     pub token: Option<String>,
+
+    /// A bearer token that may only send events (`POST /v1/logs`): the filters'. Repeat the
+    /// flag (or comma-separate the env) to accept several while rotating.
+    #[arg(long, env = "COLLECTOR_INGEST_TOKENS", hide_env_values = true, value_delimiter = ',',
+          value_parser = parse_token)]
+    pub ingest_token: Vec<String>,
+
+    /// A bearer token that may only read: the query API, accounting, upstream health, the
+    /// audit view and detailed `/health`. Repeatable, like --ingest-token.
+    #[arg(long, env = "COLLECTOR_QUERY_TOKENS", hide_env_values = true, value_delimiter = ',',
+          value_parser = parse_token)]
+    pub query_token: Vec<String>,
 
     /// Accept requests without a token: for local experiments only.
     #[arg(long, env = "COLLECTOR_INSECURE_NO_AUTH")]
@@ -357,7 +371,10 @@ impl HttpArgs {
     }
 
     pub fn auth(&self) -> Auth {
-        Auth::new(self.token.as_deref())
+        if self.insecure_no_auth {
+            return Auth::Insecure;
+        }
+        Auth::new(self.token.as_ref(), &self.ingest_token, &self.query_token)
     }
 }
 
@@ -475,6 +492,14 @@ impl Config {
             ("metrics_listen", self.http.metrics_listen.to_string()),
             ("database_url", redact_url(&self.store.database_url)),
             ("token", token),
+            (
+                "ingest_tokens",
+                format!("{} set", self.http.ingest_token.len()),
+            ),
+            (
+                "query_tokens",
+                format!("{} set", self.http.query_token.len()),
+            ),
             ("insecure_no_auth", self.http.insecure_no_auth.to_string()),
             ("max_body_bytes", self.http.max_body_bytes.to_string()),
             ("queue_budget", self.buffer.queue_budget.to_string()),
@@ -746,6 +771,17 @@ mod tests {
         assert!(short.is_err());
         let ok = Config::try_parse_from(["host-collector", "--insecure-no-auth"]);
         assert!(ok.is_ok());
+        let scoped = Config::try_parse_from([
+            "host-collector",
+            "--ingest-token",
+            "ingest-0123456789ab",
+            "--query-token",
+            "query-0123456789abc",
+        ]);
+        assert!(scoped.is_ok(), "an ingest token is enough");
+        let query_only =
+            Config::try_parse_from(["host-collector", "--query-token", "query-0123456789abc"]);
+        assert!(query_only.is_err(), "nobody could send events");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Health: the checks behind `GET /health` (database reachable and writable, queue pressure,
-//! sustained overload, spool) and the background database pinger, whose outcomes it emits as
-//! `DbPinged` events. Healthy is 200, anything else 503.
+//! Health: the checks behind `GET /health/ready` (database reachable and writable, queue
+//! pressure, sustained overload, spool), the summary of them anyone may see, and the
+//! background database pinger, whose outcomes it emits as `DbPinged` events. Ready is 200,
+//! anything else 503.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +108,21 @@ impl Health {
             }),
         )
     }
+}
+
+/// What anyone may see of a health body: the status and which checks pass, without the
+/// details (error text from the database, sizes, paths).
+pub fn summary(body: &Value) -> Value {
+    let checks: serde_json::Map<String, Value> = body["checks"]
+        .as_object()
+        .map(|checks| {
+            checks
+                .iter()
+                .map(|(name, check)| (name.clone(), json!({ "ok": check["ok"] })))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({ "status": body["status"], "checks": checks })
 }
 
 /// Pings the store every `interval` until shutdown.

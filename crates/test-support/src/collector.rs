@@ -283,7 +283,9 @@ pub async fn start(database_url: &str, extra: &[&str]) -> Running {
     ];
     let mut args = vec!["host-collector"];
     for (flag, value) in defaults {
-        if !extra.contains(&flag) {
+        // Scoped tokens replace the default one.
+        let replaced = flag == "--token" && extra.contains(&"--ingest-token");
+        if !extra.contains(&flag) && !replaced {
             args.extend([flag, value]);
         }
     }

@@ -1,6 +1,7 @@
 //! HTTP: the main listener's routes (`POST`/`GET /v1/logs`, `GET /v1/accounting`,
-//! `GET /v1/upstreams`, `GET /health`, the audit view under `/ui/`), bearer auth, content-type and body-size checks, the concurrency cap and the
-//! access log; plus the separate metrics listener.
+//! `GET /v1/upstreams`, `GET /health/live`, `GET /health/ready` (and `/health`), the audit
+//! view under `/ui/`), bearer auth by scope (ingest or query), content-type and body-size
+//! checks, the concurrency cap and the access log; plus the separate metrics listener.
 
 mod access_log;
 mod auth;
@@ -21,7 +22,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
-pub use auth::Auth;
+pub use auth::{Auth, Scope};
 
 use crate::accounting::Accounting;
 use crate::health::Health;
@@ -60,7 +61,9 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/v1/accounting", get(accounting))
         .route("/v1/upstreams", get(upstreams))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit))
-        .route("/health", get(health))
+        .route("/health", get(ready))
+        .route("/health/ready", get(ready))
+        .route("/health/live", get(live))
         .merge(crate::ui::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -140,7 +143,7 @@ fn with_user(mut response: Response, user: Option<&'static str>) -> Response {
 }
 
 async fn ingest(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
-    let Some(user) = state.auth.check(&headers) else {
+    let Some(user) = state.auth.check(&headers, Scope::Ingest) else {
         return auth::unauthorized();
     };
     let result = ingest_authorized(&state, &headers, body).await;
@@ -177,7 +180,7 @@ async fn query(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(user) = state.auth.check(&headers) else {
+    let Some(user) = state.auth.check(&headers, Scope::Query) else {
         return auth::unauthorized();
     };
     let response = match crate::query::parse_params(&params) {
@@ -195,7 +198,7 @@ async fn query(
 }
 
 async fn accounting(State(state): Shared, headers: HeaderMap) -> Response {
-    let Some(user) = state.auth.check(&headers) else {
+    let Some(user) = state.auth.check(&headers, Scope::Query) else {
         return auth::unauthorized();
     };
     with_user(Json(state.accounting.report()).into_response(), Some(user))
@@ -205,7 +208,7 @@ async fn accounting(State(state): Shared, headers: HeaderMap) -> Response {
 const UPSTREAMS_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn upstreams(State(state): Shared, headers: HeaderMap) -> Response {
-    let Some(user) = state.auth.check(&headers) else {
+    let Some(user) = state.auth.check(&headers, Scope::Query) else {
         return auth::unauthorized();
     };
     let response = match &state.gateway_health_url {
@@ -226,14 +229,30 @@ async fn upstreams(State(state): Shared, headers: HeaderMap) -> Response {
     with_user(response, Some(user))
 }
 
-async fn health(State(state): Shared) -> Response {
+/// Readiness (`/health/ready`, and `/health` as before): 200 when every check passes, 503
+/// otherwise. Without a query token the body says which checks fail and nothing else (no
+/// error text, no sizes); with one it has every detail.
+async fn ready(State(state): Shared, headers: HeaderMap) -> Response {
     let (healthy, body) = state.health.check();
     let status = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body)).into_response()
+    // Without auth (--insecure-no-auth) everyone may read everything anyway.
+    let user = state.auth.check(&headers, Scope::Query);
+    let body = if user.is_some() {
+        body
+    } else {
+        crate::health::summary(&body)
+    };
+    with_user((status, Json(body)).into_response(), user)
+}
+
+/// Liveness: the process serves requests. Nothing it depends on is checked (a down database
+/// is readiness's business; restarting the collector would not bring it back).
+async fn live() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
 }
 
 async fn serve_metrics(State(registry): State<Arc<Registry>>) -> Response {
