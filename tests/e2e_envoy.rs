@@ -200,6 +200,59 @@ fn streamable_http_session_through_envoy_with_two_workers() {
     assert!(!access.contains(TOKEN));
 }
 
+/// 2025-03-26 still had JSON-RPC batches: a batch under it is itemised like any, with the
+/// revision on every element and no `protocol.unsupported` (the 2025-06-18 case below is).
+#[test]
+fn a_2025_03_26_batch_is_in_its_revision() {
+    let server = DemoServer::start(DemoKind::Streamable {
+        json_response: false,
+        stateless: false,
+    });
+    let envoy = start_envoy(&server, 1);
+    let url = envoy.url("/mcp/demo/mcp");
+    let (status, summary) = DemoClient::run(&[
+        "--url",
+        &url,
+        "--scenario",
+        "batch",
+        "--protocol-version",
+        "2025-03-26",
+    ]);
+    assert!(status.success(), "{summary:#}");
+    assert_eq!(summary["protocol_version"], "2025-03-26", "{summary:#}");
+    let events = wait_for_events(&envoy, |events| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "response" && e["jsonrpc.batch.size"] == 3)
+            .count()
+            == 3
+    });
+    let batch: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "request" && e["jsonrpc.batch.size"] == 3)
+        .collect();
+    assert_eq!(batch.len(), 3, "{events:#?}");
+    for element in &batch {
+        assert_eq!(element["mcp.protocol.version"], "2025-03-26", "{element}");
+    }
+    let methods: BTreeSet<&str> = batch
+        .iter()
+        .filter_map(|e| e["mcp.method.name"].as_str())
+        .collect();
+    assert_eq!(
+        methods,
+        BTreeSet::from([
+            "tools/call",
+            "tools/list",
+            "notifications/roots/list_changed"
+        ])
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "protocol.unsupported"),
+        "batches are in 2025-03-26: {events:#?}"
+    );
+}
+
 #[test]
 fn batch_and_rejections_through_envoy() {
     let server = DemoServer::start(DemoKind::Streamable {

@@ -39,6 +39,10 @@ struct Args {
     /// Number of echo calls for `traffic`.
     #[arg(long, default_value_t = 10)]
     count: u32,
+    /// Protocol version the `batch` scenario offers and declares (2025-03-26 still had
+    /// batches).
+    #[arg(long, default_value = raw::STREAMABLE_PROTOCOL)]
+    protocol_version: String,
     /// Overall deadline for the scenario, in seconds.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
@@ -57,7 +61,7 @@ async fn run(args: &Args, target: &Target) -> Summary {
     match args.scenario {
         Scenario::All => scenarios::all(target).await,
         Scenario::Traffic => scenarios::traffic(target, args.count).await,
-        Scenario::Batch => raw::batch(target).await,
+        Scenario::Batch => raw::batch(target, &args.protocol_version).await,
         Scenario::SseLegacy => legacy::sse_legacy(target).await,
         Scenario::Interop => scenarios::interop(target).await,
     }

@@ -63,6 +63,7 @@ pub async fn post(
     http: &reqwest::Client,
     url: &str,
     session_id: Option<&str>,
+    protocol_version: &str,
     body: &Value,
 ) -> reqwest::Result<RawReply> {
     let mut builder = http
@@ -73,7 +74,7 @@ pub async fn post(
     if let Some(session_id) = session_id {
         builder = builder
             .header("mcp-session-id", session_id)
-            .header("mcp-protocol-version", STREAMABLE_PROTOCOL);
+            .header("mcp-protocol-version", protocol_version);
     }
     let response = builder.send().await?;
     let status = response.status().as_u16();
@@ -132,23 +133,24 @@ fn sse_data(body: &str) -> Vec<String> {
         .collect()
 }
 
-/// `batch`: initialize raw, then POST a JSON-RPC batch array and record the answer.
+/// `batch`: initialize raw offering `protocol_version`, then POST a JSON-RPC batch array
+/// (with that version's header) and record the answer.
 ///
-/// MCP 2025-06-18 removed batching, so any HTTP answer is acceptable here; the
-/// step only fails when no HTTP exchange happened at all.
-pub async fn batch(target: &Target) -> Summary {
+/// MCP 2025-06-18 removed batching (2025-03-26 has it), so any HTTP answer is acceptable
+/// here; the step only fails when no HTTP exchange happened at all.
+pub async fn batch(target: &Target, protocol_version: &str) -> Summary {
     let mut summary = Summary::new("batch");
-    if let Err(e) = run_batch(target, &mut summary).await {
+    if let Err(e) = run_batch(target, protocol_version, &mut summary).await {
         summary.fail("http", e);
     }
     summary
 }
 
-async fn run_batch(target: &Target, summary: &mut Summary) -> reqwest::Result<()> {
+async fn run_batch(target: &Target, version: &str, summary: &mut Summary) -> reqwest::Result<()> {
     let http = http_client(target)?;
     let url = target.url.as_str();
 
-    let init = post(&http, url, None, &initialize(100, STREAMABLE_PROTOCOL)).await?;
+    let init = post(&http, url, None, version, &initialize(100, version)).await?;
     let result = init.response(100).and_then(|r| r.get("result")).cloned();
     summary.session_id = init.session_id.clone();
     summary.protocol_version = result
@@ -167,6 +169,7 @@ async fn run_batch(target: &Target, summary: &mut Summary) -> reqwest::Result<()
         &http,
         url,
         session,
+        version,
         &notification("notifications/initialized"),
     )
     .await?;
@@ -186,7 +189,7 @@ async fn run_batch(target: &Target, summary: &mut Summary) -> reqwest::Result<()
         request(102, "tools/list", json!({})),
         notification("notifications/roots/list_changed"),
     ]);
-    let reply = post(&http, url, session, &batch).await?;
+    let reply = post(&http, url, session, version, &batch).await?;
     let supported = reply.response(101).is_some() && reply.response(102).is_some();
     let mut detail = reply.detail();
     detail["batch_supported"] = json!(supported);
