@@ -200,6 +200,25 @@ fn streamable_http_session_through_envoy_with_two_workers() {
     assert!(!access.contains(TOKEN));
 }
 
+/// The events once the demo client's batch of three has its three `response` events.
+fn wait_for_batch_of_three(envoy: &Envoy) -> Vec<Value> {
+    wait_for_events(envoy, |events| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "response" && e["jsonrpc.batch.size"] == 3)
+            .count()
+            == 3
+    })
+}
+
+/// The `request` events of the batch's elements.
+fn batch_requests(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "request" && e["jsonrpc.batch.size"] == 3)
+        .collect()
+}
+
 /// 2025-03-26 still had JSON-RPC batches: a batch under it is itemised like any, with the
 /// revision on every element and no `protocol.unsupported` (the 2025-06-18 case below is).
 #[test]
@@ -220,17 +239,8 @@ fn a_2025_03_26_batch_is_in_its_revision() {
     ]);
     assert!(status.success(), "{summary:#}");
     assert_eq!(summary["protocol_version"], "2025-03-26", "{summary:#}");
-    let events = wait_for_events(&envoy, |events| {
-        events
-            .iter()
-            .filter(|e| e["event"] == "response" && e["jsonrpc.batch.size"] == 3)
-            .count()
-            == 3
-    });
-    let batch: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "request" && e["jsonrpc.batch.size"] == 3)
-        .collect();
+    let events = wait_for_batch_of_three(&envoy);
+    let batch = batch_requests(&events);
     assert_eq!(batch.len(), 3, "{events:#?}");
     for element in &batch {
         assert_eq!(element["mcp.protocol.version"], "2025-03-26", "{element}");
@@ -265,17 +275,8 @@ fn batch_and_rejections_through_envoy() {
     assert!(status.success(), "{summary:#}");
     let batch_status = step(&summary, "batch")["detail"]["status"].as_u64();
 
-    let events = wait_for_events(&envoy, |events| {
-        events
-            .iter()
-            .filter(|e| e["event"] == "response" && e["jsonrpc.batch.size"] == 3)
-            .count()
-            == 3
-    });
-    let batch: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "request" && e["jsonrpc.batch.size"] == 3)
-        .collect();
+    let events = wait_for_batch_of_three(&envoy);
+    let batch = batch_requests(&events);
     let indexes: BTreeSet<u64> = batch
         .iter()
         .filter_map(|e| e["jsonrpc.batch.index"].as_u64())

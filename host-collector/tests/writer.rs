@@ -13,7 +13,7 @@ use host_collector::buffer::Buffer;
 use host_collector::event::{Level, Row};
 use host_collector::internal_events::Telemetry;
 use host_collector::store::{BoxFuture, DeadLetter, LogQuery, Store, StoreError, StoredRow};
-use host_collector::writer::{Writer, WriterConfig};
+use host_collector::writer::{DrainReport, Writer, WriterConfig};
 use tokio::sync::watch;
 
 #[derive(Default)]
@@ -123,6 +123,27 @@ fn writer(store: Arc<dyn Store>, buffer: Arc<Buffer>, telemetry: Arc<Telemetry>)
     }
 }
 
+/// A writer running over a fresh memory buffer.
+struct Running {
+    buffer: Arc<Buffer>,
+    telemetry: Arc<Telemetry>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<DrainReport>,
+}
+
+fn run(store: Arc<dyn Store>) -> Running {
+    let telemetry = Arc::new(Telemetry::default());
+    let buffer = Arc::new(Buffer::memory(1 << 20, telemetry.clone()));
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(writer(store, buffer.clone(), telemetry.clone()).run(stop_rx));
+    Running {
+        buffer,
+        telemetry,
+        stop,
+        task,
+    }
+}
+
 async fn wait_for(what: &str, check: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !check() {
@@ -135,10 +156,12 @@ async fn wait_for(what: &str, check: impl Fn() -> bool) {
 async fn failed_batches_are_retried_in_order() {
     let store = Arc::new(FlakyStore::default());
     store.failures_left.store(3, Ordering::SeqCst);
-    let telemetry = Arc::new(Telemetry::default());
-    let buffer = Arc::new(Buffer::memory(1 << 20, telemetry.clone()));
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(writer(store.clone(), buffer.clone(), telemetry.clone()).run(stop_rx));
+    let Running {
+        buffer,
+        telemetry,
+        stop,
+        task,
+    } = run(store.clone());
     buffer
         .push((1..=100).map(row).collect())
         .expect("memory buffer");
@@ -166,10 +189,9 @@ async fn failed_batches_are_retried_in_order() {
 async fn shutdown_counts_what_the_deadline_leaves() {
     let store = Arc::new(FlakyStore::default());
     store.failures_left.store(usize::MAX, Ordering::SeqCst);
-    let telemetry = Arc::new(Telemetry::default());
-    let buffer = Arc::new(Buffer::memory(1 << 20, telemetry.clone()));
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(writer(store, buffer.clone(), telemetry).run(stop_rx));
+    let Running {
+        buffer, stop, task, ..
+    } = run(store);
     buffer
         .push((1..=20).map(row).collect())
         .expect("memory buffer");
@@ -197,10 +219,12 @@ async fn a_refused_row_is_dead_lettered_and_the_rest_written_in_order() {
         unavailable_on_calls: vec![5],
         ..FlakyStore::default()
     });
-    let telemetry = Arc::new(Telemetry::default());
-    let buffer = Arc::new(Buffer::memory(1 << 20, telemetry.clone()));
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(writer(store.clone(), buffer.clone(), telemetry.clone()).run(stop_rx));
+    let Running {
+        buffer,
+        telemetry,
+        stop,
+        task,
+    } = run(store.clone());
     buffer
         .push((1..=100).map(row).collect())
         .expect("memory buffer");
@@ -236,12 +260,11 @@ async fn a_refused_row_is_dead_lettered_and_the_rest_written_in_order() {
 #[tokio::test]
 async fn refusals_below_the_threshold_are_retried_whole() {
     let store = Arc::new(FlakyStore::default());
-    let telemetry = Arc::new(Telemetry::default());
-    let buffer = Arc::new(Buffer::memory(1 << 20, telemetry.clone()));
-    let (stop, stop_rx) = watch::channel(false);
     // Two refusals then success: below `isolate_after_refusals = 3`.
     let refusing = Arc::new(RefuseTimes(AtomicUsize::new(2), store.clone()));
-    let task = tokio::spawn(writer(refusing, buffer.clone(), telemetry.clone()).run(stop_rx));
+    let Running {
+        buffer, stop, task, ..
+    } = run(refusing);
     buffer
         .push((1..=5).map(row).collect())
         .expect("memory buffer");
