@@ -37,6 +37,9 @@ fn secrets_never_reach_the_database_or_any_log() {
     let nested_token = "CANARY-nested-token-7d9b1f3a5c";
     let client_secret = "CANARY-client-secret-2a4c6e8f0b";
     let cookie = "CANARY-cookie-session-9e7c5a3b1d";
+    // Under keys no list names: redacted because the values look like credentials.
+    let pasted_key = "ghp_CANARY0pasted0github0token0123456789";
+    let pasted_bearer = "Bearer CANARYpastedBearer0a1b2c3";
     let visible = "visible-control-text-3b5d7f";
     let canaries = [
         bearer,
@@ -46,6 +49,8 @@ fn secrets_never_reach_the_database_or_any_log() {
         nested_token,
         client_secret,
         cookie,
+        pasted_key,
+        pasted_bearer,
     ];
 
     let body = json!({
@@ -55,6 +60,7 @@ fn secrets_never_reach_the_database_or_any_log() {
             "password": password,
             "Nested": {"TOKEN": nested_token, "deeper": [{"client_secret": client_secret}]},
             "cookie": cookie,
+            "notes": [pasted_key, {"header": pasted_bearer}],
         }}
     })
     .to_string();

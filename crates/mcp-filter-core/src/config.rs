@@ -111,6 +111,9 @@ struct RawArguments {
     capture: bool,
     max_bytes: usize,
     redact_keys: Vec<String>,
+    /// Replace string values that look like credentials (see `redact::looks_like_credential`)
+    /// whatever their key.
+    redact_credential_values: bool,
 }
 
 impl Default for RawArguments {
@@ -119,6 +122,7 @@ impl Default for RawArguments {
             capture: false,
             max_bytes: 1024,
             redact_keys: DEFAULT_REDACT_KEYS.iter().map(|k| k.to_string()).collect(),
+            redact_credential_values: true,
         }
     }
 }
@@ -130,6 +134,8 @@ const DEFAULT_REDACT_KEYS: &[&str] = &[
     "token",
     "api_key",
     "apikey",
+    "api-key",
+    "x-api-key",
     "authorization",
     "access_token",
     "refresh_token",
@@ -221,6 +227,8 @@ pub struct ArgumentCapture {
     pub max_bytes: usize,
     /// Lower-cased keys whose values are replaced by `[REDACTED]`.
     pub redact_keys: BTreeSet<String>,
+    /// Also replace string values that look like credentials, whatever their key.
+    pub redact_credential_values: bool,
 }
 
 /// The validated plugin configuration.
@@ -354,6 +362,7 @@ impl Config {
                     .iter()
                     .map(|k| k.to_ascii_lowercase())
                     .collect(),
+                redact_credential_values: raw.arguments.redact_credential_values,
             },
             min_level: raw.min_level,
             filter_state: raw.filter_state,
@@ -439,6 +448,9 @@ mod tests {
         assert!(matches!(c.instance.rule, InstanceRule::Any));
         assert_eq!(c.credential_headers[0], "authorization");
         assert!(c.arguments.redact_keys.contains("password"));
+        assert!(c.arguments.redact_keys.contains("x-api-key"));
+        assert!(c.arguments.redact_keys.contains("api-key"));
+        assert!(c.arguments.redact_credential_values, "on unless opted out");
         assert_eq!(
             c.min_level,
             Level::Info,
@@ -452,7 +464,7 @@ mod tests {
         let c = Config::parse(
             br#"{"instance":{"source":{"path_prefix":"/mcp/"},"allowed":["a","b"],"on_missing":"reject"},
                 "validation":"reject","max_body_bytes":1000,"trace_response_header":"X-Trace",
-                "credential_headers":["Authorization"],"arguments":{"capture":true,"max_bytes":10,"redact_keys":["PIN"]},
+                "credential_headers":["Authorization"],"arguments":{"capture":true,"max_bytes":10,"redact_keys":["PIN"],"redact_credential_values":false},
                 "min_level":"info"}"#,
         )
         .expect("valid");
@@ -464,6 +476,7 @@ mod tests {
         assert_eq!(c.trace_response_header.as_deref(), Some("x-trace"));
         assert_eq!(c.credential_headers, vec!["authorization"]);
         assert!(c.arguments.redact_keys.contains("pin"));
+        assert!(!c.arguments.redact_credential_values);
         assert_eq!(c.min_level, Level::Info);
     }
 

@@ -1,6 +1,8 @@
 //! Keeping secrets out of events: credentials become fingerprints (`sha256:` + 12 hex, the
 //! wire contract's format) and
-//! captured tool arguments have configured keys redacted and are capped in size. A VM sees
+//! captured tool arguments have configured keys redacted, and string values that look like
+//! credentials (bearer tokens, common API key formats, JWTs, private keys) whatever their
+//! key, and are capped in size. A VM sees
 //! the same few credentials over and over, so fingerprints are cached per VM (bounded, keyed
 //! by the whole header value, so no two credentials can share an entry).
 
@@ -111,8 +113,99 @@ fn redact_value(value: &mut Value, policy: &ArgumentCapture) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, policy)),
+        Value::String(text) if policy.redact_credential_values && looks_like_credential(text) => {
+            *text = REDACTED.to_string();
+        }
         _ => {}
     }
+}
+
+/// Well-known credential prefixes and the shortest credential each starts (prefix included):
+/// OpenAI and Anthropic keys, GitHub tokens, GitLab, Slack, Stripe, Google API keys, AWS
+/// access key ids.
+const CREDENTIAL_PREFIXES: &[(&str, usize)] = &[
+    ("sk-", 20),
+    ("ghp_", 36),
+    ("gho_", 36),
+    ("ghu_", 36),
+    ("ghs_", 36),
+    ("ghr_", 36),
+    ("github_pat_", 40),
+    ("glpat-", 24),
+    ("xoxb-", 20),
+    ("xoxp-", 20),
+    ("xoxa-", 20),
+    ("xoxr-", 20),
+    ("rk_live_", 20),
+    ("sk_live_", 20),
+    ("AIza", 39),
+    ("AKIA", 20),
+    ("ASIA", 20),
+];
+
+/// Whether a string value contains something that looks like a credential: an HTTP
+/// `Bearer`/`Basic` credential, a token with a well-known prefix, a JWT, or a PEM private key.
+/// Each candidate is a run of token characters, so prose that merely mentions "sk-" is kept.
+pub fn looks_like_credential(text: &str) -> bool {
+    if text.contains("PRIVATE KEY-----") {
+        return true;
+    }
+    let mut words = text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';'));
+    let mut previous = "";
+    words.any(|word| {
+        let scheme =
+            previous.eq_ignore_ascii_case("bearer") || previous.eq_ignore_ascii_case("basic");
+        previous = word;
+        let token =
+            word.trim_matches(|c: char| matches!(c, '(' | ')' | '[' | ']' | '<' | '>' | '.'));
+        (scheme && is_scheme_credential(token)) || has_credential_prefix(token) || is_jwt(token)
+    })
+}
+
+/// What follows `Bearer`/`Basic`: at least 8 token characters that do not read as a word
+/// (a digit, padding, or mixed case), so "Basic arithmetic" stays.
+fn is_scheme_credential(token: &str) -> bool {
+    let bytes = token.as_bytes();
+    let mixed_case =
+        bytes.iter().any(u8::is_ascii_uppercase) && bytes.iter().any(u8::is_ascii_lowercase);
+    token.len() >= 8
+        && bytes.iter().copied().all(is_token_byte)
+        && (mixed_case || bytes.iter().any(|b| b.is_ascii_digit() || *b == b'='))
+}
+
+/// base64/base64url and the separators tokens use.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
+}
+
+fn has_credential_prefix(token: &str) -> bool {
+    CREDENTIAL_PREFIXES.iter().any(|(prefix, min_len)| {
+        token.starts_with(prefix)
+            && token.len() >= *min_len
+            && token[prefix.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    })
+}
+
+/// Three base64url segments, the first a JSON object's (`eyJ` is `{"`).
+fn is_jwt(token: &str) -> bool {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let b64url = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='))
+    };
+    header.starts_with("eyJ")
+        && payload.len() >= 8
+        && b64url(header)
+        && b64url(payload)
+        && b64url(signature)
 }
 
 /// Cuts at a char boundary; the flag says whether anything was cut.
@@ -141,6 +234,7 @@ mod tests {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            redact_credential_values: true,
         }
     }
 
@@ -184,6 +278,49 @@ mod tests {
     }
 
     #[test]
+    fn values_that_look_like_credentials_are_redacted_whatever_their_key() {
+        let secrets = [
+            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "use bearer abcdEFGH12345678 please",
+            "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx",
+            "key: ghp_0123456789abcdefghijABCDEFGHIJ012345",
+            "AKIAIOSFODNN7EXAMPLE",
+            "AIzaSyA-0123456789abcdefghijklmnopqrstu",
+            "xoxb-123456789012-abcdefghijkl",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE...",
+            "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJtY3AifQ.c2lnbmF0dXJl",
+        ];
+        for secret in secrets {
+            assert!(looks_like_credential(secret), "{secret}");
+        }
+        let prose = [
+            "quarterly revenue by region",
+            "the sk- prefix marks OpenAI keys",
+            "Basic arithmetic",
+            "AKIA",
+            "a.b.c",
+            "bearer of bad news",
+        ];
+        for text in prose {
+            assert!(!looks_like_credential(text), "{text}");
+        }
+        let raw = r#"{"query":"revenue","auth":{"header":"Bearer abcdEFGH12345678"},"keys":["sk-AbCdEfGhIjKlMnOpQrStUv"],"x-api-key":"plain"}"#;
+        let (text, _) = capture_arguments(raw, &policy(1000)).expect("captured");
+        assert!(
+            !text.contains("abcdEFGH") && !text.contains("AbCdEf"),
+            "{text}"
+        );
+        assert!(text.contains(r#""query":"revenue""#), "{text}");
+        let mut opted_out = policy(1000);
+        opted_out.redact_credential_values = false;
+        let (text, _) = capture_arguments(raw, &opted_out).expect("captured");
+        assert!(
+            text.contains("sk-AbCdEfGhIjKlMnOpQrStUv"),
+            "opt-out keeps values: {text}"
+        );
+    }
+
+    #[test]
     fn capture_is_capped_on_char_boundaries_and_opt_in() {
         let raw = r#"{"text":"ééééé"}"#;
         let (text, cut) = capture_arguments(raw, &policy(12)).expect("captured");
@@ -193,6 +330,7 @@ mod tests {
             enabled: false,
             max_bytes: 100,
             redact_keys: BTreeSet::new(),
+            redact_credential_values: true,
         };
         assert_eq!(capture_arguments(raw, &off), None);
         assert_eq!(capture_arguments("not json", &policy(100)), None);
