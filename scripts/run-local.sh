@@ -26,6 +26,18 @@ wait_http() { # url name
 
 # Must match the token in envoy/envoy.yaml.
 export COLLECTOR_TOKEN=${COLLECTOR_TOKEN:-local-dev-collector-token-change-me}
+# Credential fingerprints are keyed (HMAC-SHA256) under a secret made once per checkout and
+# kept in $LOGS, so fingerprints stay comparable across runs; the filter gets the same key
+# through a copy of envoy/envoy.yaml.
+KEY_FILE=$LOGS/fingerprint.key
+if [ ! -s "$KEY_FILE" ]; then
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$KEY_FILE")
+fi
+export COLLECTOR_FINGERPRINT_KEY
+COLLECTOR_FINGERPRINT_KEY=$(cat "$KEY_FILE")
+sed "s|\"validation\": \"reject\",|\"validation\": \"reject\", \"fingerprint_key\": \"$COLLECTOR_FINGERPRINT_KEY\",|" \
+  envoy/envoy.yaml >"$LOGS/envoy.yaml"
+grep -q '"fingerprint_key"' "$LOGS/envoy.yaml" || { echo "could not add the fingerprint key to $LOGS/envoy.yaml" >&2; exit 1; }
 DATABASE_URL=${MYSQL_URL:-sqlite://$LOGS/host-collector.db}
 # OTLP export is off unless OTLP_ENDPOINT is set (e.g. http://127.0.0.1:4318, an
 # OpenTelemetry Collector or Jaeger's OTLP/HTTP port).
@@ -42,7 +54,7 @@ wait_http http://127.0.0.1:9400/health host-collector
 wait_http http://127.0.0.1:9500/healthz demo-mcp-server
 wait_http http://127.0.0.1:9501/healthz demo-mcp-sse-server
 
-"$ENVOY_BIN" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart --log-level info \
+"$ENVOY_BIN" -c "$LOGS/envoy.yaml" --concurrency 2 --disable-hot-restart --log-level info \
   >"$LOGS/envoy-access.log" 2>"$LOGS/envoy.log" & pids+=($!)
 wait_http http://127.0.0.1:9901/ready envoy
 
@@ -57,6 +69,7 @@ Local pipeline is up (logs in $LOGS/):
   Envoy stats (Prometheus)         http://127.0.0.1:9901/stats/prometheus (admin http://127.0.0.1:9901)
   OTLP export                      ${OTLP_ENDPOINT:-off (set OTLP_ENDPOINT=http://host:4318)}
   store                            $DATABASE_URL
+  fingerprint key                  $KEY_FILE (filter and collector; credentials fingerprinted as hmac-sha256:…)
   demo MCP servers                 http://127.0.0.1:9500/mcp, http://127.0.0.1:9501/sse
 Prometheus: prometheus --config.file=deploy/prometheus/prometheus.yml (rules and Grafana dashboard in deploy/)
 Traffic:  make demo-traffic

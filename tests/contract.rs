@@ -219,3 +219,58 @@ fn every_line_the_filter_ships_is_read_by_the_collector_as_written() {
     assert_eq!(reasons, contract);
     assert_eq!(last_json["kind"], mcp_contract::status::KIND);
 }
+
+/// Keyed fingerprints are one format on both sides: the filter's `fingerprint_key` and the
+/// collector's `--fingerprint-key` give a credential the same `hmac-sha256:` fingerprint, so
+/// a raw credential re-fingerprinted by the collector matches what keyed filters send.
+#[test]
+fn keyed_fingerprints_agree_between_the_filter_and_the_collector() {
+    const KEY: &str = "contract-fingerprint-key-0123456789";
+    let world = World::new();
+    let mut vm = load(
+        &world,
+        &format!(r#"{{"fingerprint_key": "{KEY}", "min_level": "info"}}"#),
+    );
+    exchange_json(
+        &mut vm,
+        &post_headers("/mcp"),
+        &tool_call(1, "echo"),
+        &ok_result(1),
+    );
+    let events = events(&vm);
+    let token = events[0]["token"].as_str().expect("a fingerprint");
+    assert!(token.starts_with("hmac-sha256:"), "{token}");
+    let credential = format!("Bearer {TOKEN}");
+    assert_eq!(
+        token,
+        host_collector::ingest::wire::refingerprint(&credential, Some(KEY.as_bytes())),
+        "the collector's keyed fingerprint of the raw credential"
+    );
+    assert_ne!(
+        token,
+        host_collector::ingest::wire::refingerprint(&credential, None),
+        "not the unkeyed one"
+    );
+    let line = format!(
+        r#"{{"ts":"2026-12-04T10:00:00Z","source":"s","seq":1,"event":"request","level":"info","token":"{token}"}}"#
+    );
+    let Ok(Line::Event {
+        row,
+        refingerprinted,
+        ..
+    }) = parse_line(line.as_bytes(), Utc::now().naive_utc())
+    else {
+        panic!("parses: {line}");
+    };
+    assert!(!refingerprinted, "a keyed fingerprint is kept as sent");
+    assert_eq!(row.token.as_deref(), Some(token));
+
+    // Without a key the filter says so at start, loudly; with one it does not.
+    let warned = |vm: &Vm| {
+        vm.logs()
+            .iter()
+            .any(|l| l.message.contains("no fingerprint_key"))
+    };
+    assert!(!warned(&vm));
+    assert!(warned(&load(&world, r#"{"min_level": "info"}"#)));
+}

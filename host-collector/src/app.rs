@@ -81,6 +81,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     for (setting, value) in config.describe() {
         tracing::info!(ev = "config", msg = "setting", setting, value = %value);
     }
+    if config.ingest.fingerprint_key.is_none() {
+        tracing::warn!(
+            ev = "config",
+            msg = "no --fingerprint-key: raw credentials found in lines get unkeyed SHA-256 \
+                   fingerprints, which anyone can compute for a guessed credential; set \
+                   --fingerprint-key (and the filters' fingerprint_key) to a random secret"
+        );
+    }
     let store = store::open(&config.store.database_url, &config.store.options())
         .map_err(|e| StartError(e.to_string()))?;
     prepare_schema(store.as_ref()).await;

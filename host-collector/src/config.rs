@@ -127,6 +127,13 @@ pub struct HttpArgs {
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Ingest")]
 pub struct IngestArgs {
+    /// Secret key of keyed credential fingerprints (HMAC-SHA256, `hmac-sha256:`), for raw
+    /// credentials found in lines: the same as the filters' `fingerprint_key` so both give a
+    /// credential one fingerprint. Without it such fingerprints are unkeyed (a loud warning).
+    #[arg(long, env = "COLLECTOR_FINGERPRINT_KEY", hide_env_values = true,
+          value_parser = parse_fingerprint_key)]
+    pub fingerprint_key: Option<String>,
+
     /// Sequence numbers remembered per source for dedupe before the queue.
     #[arg(long, env = "COLLECTOR_DEDUPE_WINDOW", default_value_t = 4096,
           value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
@@ -385,6 +392,10 @@ impl IngestArgs {
             dedupe_max_sources: self.max_sources as usize,
             status_max_sources: self.max_sources as usize,
             status_max_reasons: self.max_drop_reasons as usize,
+            fingerprint_key: self
+                .fingerprint_key
+                .as_ref()
+                .map(|k| k.as_bytes().to_vec().into_boxed_slice()),
         }
     }
 
@@ -499,6 +510,14 @@ impl Config {
             (
                 "query_tokens",
                 format!("{} set", self.http.query_token.len()),
+            ),
+            (
+                "fingerprint_key",
+                if self.ingest.fingerprint_key.is_some() {
+                    "set".into()
+                } else {
+                    "none (unkeyed fingerprints)".into()
+                },
             ),
             ("insecure_no_auth", self.http.insecure_no_auth.to_string()),
             ("max_body_bytes", self.http.max_body_bytes.to_string()),
@@ -615,6 +634,16 @@ impl Config {
             ("log_level", self.log.log_level.to_string().to_lowercase()),
         ]
     }
+}
+
+fn parse_fingerprint_key(s: &str) -> Result<String, String> {
+    if s.len() < mcp_contract::fingerprint::MIN_KEY_LEN {
+        return Err(format!(
+            "the fingerprint key must be at least {} characters (a random secret)",
+            mcp_contract::fingerprint::MIN_KEY_LEN
+        ));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_token(s: &str) -> Result<String, String> {

@@ -7,7 +7,7 @@
 mod host;
 
 use crate::breaker::{self, CasStats, LocalUpstream, UpstreamCounters, UpstreamEnv};
-use crate::config::{Config, InstanceSource};
+use crate::config::{Config, Fingerprinting, InstanceSource};
 use crate::events::{Events, LogSink};
 use crate::exchange::common::TailMemo;
 use crate::exchange::{
@@ -157,7 +157,7 @@ fn new_vm_state(config: &Config) -> VmState {
         events: Events::new(source, config.min_level),
         memo: TailMemo::default(),
         buffers: BufferPool::default(),
-        fingerprints: FingerprintCache::new(&config.fingerprint_salt),
+        fingerprints: FingerprintCache::new(&config.fingerprinting),
         ids,
         pending: PendingStats::default(),
         internal_errors: 0,
@@ -394,6 +394,14 @@ impl RootContext for Root {
                 return false;
             }
         };
+        if let Fingerprinting::Unkeyed { .. } = config.fingerprinting {
+            log::warn!(
+                "mcp-filter: no fingerprint_key: credential fingerprints are unkeyed SHA-256 \
+                 prefixes that anyone can compute for a guessed credential (short or common \
+                 secrets are found by trying); set fingerprint_key to a random secret, the \
+                 same as host-collector's --fingerprint-key"
+            );
+        }
         let mut state = self.state.borrow_mut();
         let vm = state.get_or_insert_with(|| new_vm_state(&config));
         // A reconfigured VM keeps its source id and seq so the collector sees no gap.
@@ -403,7 +411,7 @@ impl RootContext for Root {
         vm.events.set_line_sink(
             log_lines.then(|| Box::new(LogSink) as Box<dyn crate::events::LineSink>),
         );
-        vm.fingerprints = FingerprintCache::new(&config.fingerprint_salt);
+        vm.fingerprints = FingerprintCache::new(&config.fingerprinting);
         self.callout_headers = config
             .collector
             .as_ref()

@@ -167,6 +167,8 @@ struct RawConfig {
     trace_response_header: Option<String>,
     credential_headers: Vec<String>,
     fingerprint_salt: String,
+    /// Secret key of keyed (HMAC-SHA256) credential fingerprints.
+    fingerprint_key: Option<String>,
     arguments: RawArguments,
     min_level: Level,
     filter_state: bool,
@@ -192,6 +194,7 @@ impl Default for RawConfig {
                 .map(|h| h.to_string())
                 .collect(),
             fingerprint_salt: String::new(),
+            fingerprint_key: None,
             arguments: RawArguments::default(),
             min_level: Level::Info,
             filter_state: false,
@@ -219,6 +222,43 @@ pub struct InstanceConfig {
     pub source: InstanceSource,
     pub rule: InstanceRule,
     pub on_missing: MissingInstancePolicy,
+}
+
+/// How credentials become fingerprints (see `mcp_contract::fingerprint`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Fingerprinting {
+    /// HMAC-SHA256 under a secret key: `hmac-sha256:` + 12 hex.
+    Keyed(Box<[u8]>),
+    /// SHA-256 over a salt (possibly empty) and the credential: `sha256:` + 12 hex, which
+    /// anyone can compute for a guess. The filter warns at start.
+    Unkeyed { salt: String },
+}
+
+impl fmt::Debug for Fingerprinting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key.
+        match self {
+            Fingerprinting::Keyed(_) => f.write_str("Keyed(..)"),
+            Fingerprinting::Unkeyed { salt } => {
+                write!(f, "Unkeyed {{ salt: {} chars }}", salt.len())
+            }
+        }
+    }
+}
+
+fn fingerprinting(key: Option<String>, salt: String) -> Result<Fingerprinting, ConfigError> {
+    match key {
+        None => Ok(Fingerprinting::Unkeyed { salt }),
+        Some(_) if !salt.is_empty() => Err(ConfigError::new(
+            "fingerprint_key",
+            "set fingerprint_key or fingerprint_salt, not both (the key replaces the salt)",
+        )),
+        Some(key) if key.len() < mcp_contract::fingerprint::MIN_KEY_LEN => Err(ConfigError::new(
+            "fingerprint_key",
+            "must be at least 16 characters (a random secret, e.g. `openssl rand -hex 32`)",
+        )),
+        Some(key) => Ok(Fingerprinting::Keyed(key.into_bytes().into_boxed_slice())),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -253,7 +293,7 @@ pub struct Config {
     /// Bit `n` set when a credential header name is `n` bytes long (63: longer): a header
     /// whose length is not here is not a credential, without comparing names.
     pub credential_lengths: u64,
-    pub fingerprint_salt: String,
+    pub fingerprinting: Fingerprinting,
     pub arguments: ArgumentCapture,
     pub min_level: Level,
     /// Mirror the classification into Envoy filter state (`wasm.mcp_*`), for access logs
@@ -352,7 +392,7 @@ impl Config {
                 .iter()
                 .fold(0, |mask, h| mask | 1u64 << h.len().min(63)),
             credential_headers,
-            fingerprint_salt: raw.fingerprint_salt,
+            fingerprinting: fingerprinting(raw.fingerprint_key, raw.fingerprint_salt)?,
             arguments: ArgumentCapture {
                 enabled: raw.arguments.capture,
                 max_bytes: raw.arguments.max_bytes,
@@ -478,6 +518,28 @@ mod tests {
         assert!(c.arguments.redact_keys.contains("pin"));
         assert!(!c.arguments.redact_credential_values);
         assert_eq!(c.min_level, Level::Info);
+    }
+
+    #[test]
+    fn a_fingerprint_key_replaces_the_salt_and_must_be_long() {
+        let keyed = Config::parse(br#"{"fingerprint_key":"0123456789abcdef0123"}"#).expect("valid");
+        assert!(matches!(keyed.fingerprinting, Fingerprinting::Keyed(_)));
+        assert!(!format!("{keyed:?}").contains("0123456789abcdef0123"));
+        let unkeyed = Config::parse(b"{}").expect("valid");
+        assert_eq!(
+            unkeyed.fingerprinting,
+            Fingerprinting::Unkeyed {
+                salt: String::new()
+            }
+        );
+        assert_eq!(
+            error_field(r#"{"fingerprint_key":"short"}"#),
+            "fingerprint_key"
+        );
+        assert_eq!(
+            error_field(r#"{"fingerprint_key":"0123456789abcdef0123","fingerprint_salt":"s"}"#),
+            "fingerprint_key"
+        );
     }
 
     fn error_field(json: &str) -> String {

@@ -6,32 +6,53 @@
 //! the same few credentials over and over, so fingerprints are cached per VM (bounded, keyed
 //! by the whole header value, so no two credentials can share an entry).
 
-use crate::config::ArgumentCapture;
+use crate::config::{ArgumentCapture, Fingerprinting};
 use mcp_contract::fingerprint;
 use serde_json::Value;
 
 pub const REDACTED: &str = "[REDACTED]";
 
-/// `sha256:` and 12 hex digits (the wire contract's format).
+/// A credential fingerprint: `hmac-sha256:` or `sha256:` and 12 hex digits (the wire
+/// contract's formats).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint([u8; fingerprint::LEN]);
+pub struct Fingerprint {
+    bytes: [u8; fingerprint::KEYED_LEN],
+    len: u8,
+}
 
 impl Fingerprint {
     pub fn as_str(&self) -> &str {
         // Built from ASCII only.
-        std::str::from_utf8(&self.0).unwrap_or(fingerprint::PREFIX)
+        std::str::from_utf8(self.as_bytes()).unwrap_or(fingerprint::PREFIX)
     }
 
     /// The ASCII bytes, for writers that need no `str`.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
+    fn of(ascii: &[u8]) -> Self {
+        let mut bytes = [0u8; fingerprint::KEYED_LEN];
+        let len = ascii.len().min(bytes.len());
+        bytes[..len].copy_from_slice(&ascii[..len]);
+        Fingerprint {
+            bytes,
+            len: len as u8,
+        }
     }
 }
 
-/// Fingerprints a credential header value under `salt` (the auth scheme dropped, so one
-/// token has one fingerprint whichever header carried it).
-pub fn fingerprint(header_value: &[u8], salt: &str) -> Fingerprint {
-    Fingerprint(fingerprint::of_header_value(salt.as_bytes(), header_value))
+/// Fingerprints a credential header value (the auth scheme dropped, so one token has one
+/// fingerprint whichever header carried it).
+pub fn fingerprint(header_value: &[u8], how: &Fingerprinting) -> Fingerprint {
+    match how {
+        Fingerprinting::Keyed(key) => {
+            Fingerprint::of(&fingerprint::keyed_of_header_value(key, header_value))
+        }
+        Fingerprinting::Unkeyed { salt } => {
+            Fingerprint::of(&fingerprint::of_header_value(salt.as_bytes(), header_value))
+        }
+    }
 }
 
 /// Entries of the per-VM fingerprint cache (direct-mapped).
@@ -39,17 +60,17 @@ const CACHE_SLOTS: usize = 256;
 /// Longer header values are fingerprinted every time rather than kept.
 const CACHE_MAX_VALUE: usize = 1024;
 
-/// Per-VM cache of credential fingerprints under one salt.
+/// Per-VM cache of credential fingerprints under one key (or salt).
 #[derive(Debug)]
 pub struct FingerprintCache {
-    salt: String,
+    how: Fingerprinting,
     slots: Vec<Option<(Box<[u8]>, Fingerprint)>>,
 }
 
 impl FingerprintCache {
-    pub fn new(salt: &str) -> Self {
+    pub fn new(how: &Fingerprinting) -> Self {
         FingerprintCache {
-            salt: salt.to_string(),
+            how: how.clone(),
             slots: Vec::new(),
         }
     }
@@ -57,7 +78,7 @@ impl FingerprintCache {
     /// The fingerprint of `header_value` (computed once per distinct value while cached).
     pub fn fingerprint(&mut self, header_value: &[u8]) -> Fingerprint {
         if header_value.len() > CACHE_MAX_VALUE {
-            return fingerprint(header_value, &self.salt);
+            return fingerprint(header_value, &self.how);
         }
         if self.slots.is_empty() {
             self.slots.resize(CACHE_SLOTS, None);
@@ -68,7 +89,7 @@ impl FingerprintCache {
                 return *print;
             }
         }
-        let print = fingerprint(header_value, &self.salt);
+        let print = fingerprint(header_value, &self.how);
         if let Some(entry) = self.slots.get_mut(slot) {
             *entry = Some((header_value.into(), print));
         }
@@ -238,31 +259,60 @@ mod tests {
         }
     }
 
+    fn unkeyed(salt: &str) -> Fingerprinting {
+        Fingerprinting::Unkeyed { salt: salt.into() }
+    }
+
     #[test]
     fn fingerprint_shape_and_scheme() {
-        let f = fingerprint(b"Bearer secret-token", "");
+        let f = fingerprint(b"Bearer secret-token", &unkeyed(""));
         assert!(f.as_str().starts_with("sha256:"));
         assert_eq!(f.as_str().len(), "sha256:".len() + 12);
         assert!(!f.as_str().contains("secret"));
-        assert_eq!(f, fingerprint(b"secret-token", ""));
-        assert_eq!(f, fingerprint(b"  Bearer   secret-token ", ""));
+        assert_eq!(f, fingerprint(b"secret-token", &unkeyed("")));
+        assert_eq!(f, fingerprint(b"  Bearer   secret-token ", &unkeyed("")));
         assert_eq!(
             f.as_bytes(),
             mcp_contract::fingerprint::of_header_value(b"", b"secret-token")
         );
-        assert_ne!(f, fingerprint(b"Bearer secret-token", "salt"));
-        assert_ne!(f, fingerprint(b"Bearer other-token", ""));
+        assert_ne!(f, fingerprint(b"Bearer secret-token", &unkeyed("salt")));
+        assert_ne!(f, fingerprint(b"Bearer other-token", &unkeyed("")));
+    }
+
+    #[test]
+    fn keyed_fingerprints_are_the_contracts_hmac() {
+        let key = Fingerprinting::Keyed(b"0123456789abcdef-key".to_vec().into_boxed_slice());
+        let f = fingerprint(b"Bearer secret-token", &key);
+        assert_eq!(
+            f.as_bytes(),
+            mcp_contract::fingerprint::keyed_of_header_value(
+                b"0123456789abcdef-key",
+                b"secret-token"
+            )
+        );
+        assert!(f.as_str().starts_with("hmac-sha256:"), "{}", f.as_str());
+        assert_ne!(
+            f.as_str(),
+            fingerprint(b"Bearer secret-token", &unkeyed("")).as_str()
+        );
+        let mut cache = FingerprintCache::new(&key);
+        assert_eq!(cache.fingerprint(b"Bearer secret-token"), f);
+        assert!(
+            !format!("{key:?}").contains("0123456789abcdef"),
+            "the key is never printed"
+        );
     }
 
     #[test]
     fn the_cache_answers_like_the_function_and_never_mixes_values() {
-        let mut cache = FingerprintCache::new("pepper");
+        let how = unkeyed("pepper");
+        let mut cache = FingerprintCache::new(&how);
         let values: Vec<Vec<u8>> = (0..2000)
             .map(|i| format!("Bearer token-{}", i % 700).into_bytes())
             .chain([vec![b'x'; 5000]])
             .collect();
         for value in &values {
-            assert_eq!(cache.fingerprint(value), fingerprint(value, "pepper"));
+            assert_eq!(cache.fingerprint(value), fingerprint(value, &how));
         }
     }
 

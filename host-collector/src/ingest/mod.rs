@@ -63,6 +63,8 @@ pub struct IngestLimits {
     pub dedupe_max_sources: usize,
     pub status_max_sources: usize,
     pub status_max_reasons: usize,
+    /// Key of keyed (HMAC-SHA256) fingerprints for raw credentials found in lines.
+    pub fingerprint_key: Option<Box<[u8]>>,
 }
 
 pub struct Ingestor {
@@ -74,6 +76,7 @@ pub struct Ingestor {
     dedupe: Mutex<Dedupe>,
     status: Arc<Mutex<StatusTracker>>,
     observers: Vec<Arc<dyn IngestObserver>>,
+    fingerprint_key: Option<Box<[u8]>>,
 }
 
 impl Ingestor {
@@ -88,6 +91,7 @@ impl Ingestor {
                 limits.status_max_reasons,
             ))),
             observers: Vec::new(),
+            fingerprint_key: limits.fingerprint_key.clone(),
         }
     }
 
@@ -113,7 +117,7 @@ impl Ingestor {
             if raw.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match wire::parse_line(raw, received_at) {
+            match wire::parse_line_keyed(raw, received_at, self.fingerprint_key.as_deref()) {
                 Ok(Line::Event {
                     row,
                     refingerprinted,

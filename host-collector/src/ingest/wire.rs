@@ -118,6 +118,16 @@ struct WireLine<'a> {
 
 /// Parses one non-blank line. The error is the reason reported back to the sender.
 pub fn parse_line(raw: &[u8], received_at: NaiveDateTime) -> Result<Line, String> {
+    parse_line_keyed(raw, received_at, None)
+}
+
+/// `parse_line`, re-fingerprinting a raw credential under `key` (HMAC-SHA256, as filters with
+/// the same `fingerprint_key` do) when one is configured.
+pub fn parse_line_keyed(
+    raw: &[u8],
+    received_at: NaiveDateTime,
+    key: Option<&[u8]>,
+) -> Result<Line, String> {
     let text = std::str::from_utf8(raw).map_err(|_| "line is not valid UTF-8".to_string())?;
     let text = text.trim();
     if !text.starts_with('{') {
@@ -125,13 +135,18 @@ pub fn parse_line(raw: &[u8], received_at: NaiveDateTime) -> Result<Line, String
     }
     let wire: WireLine = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
     match wire.kind.as_deref() {
-        None => parse_event(&wire, text, received_at),
+        None => parse_event(&wire, text, received_at, key),
         Some("status") => parse_status(wire).map(Line::Status),
         Some(other) => Err(format!("unknown kind {other:?}")),
     }
 }
 
-fn parse_event(wire: &WireLine, text: &str, received_at: NaiveDateTime) -> Result<Line, String> {
+fn parse_event(
+    wire: &WireLine,
+    text: &str,
+    received_at: NaiveDateTime,
+    key: Option<&[u8]>,
+) -> Result<Line, String> {
     let ts = required(&wire.ts, "ts")?;
     let created_at = DateTime::parse_from_rfc3339(ts)
         .map_err(|e| format!("ts: not an RFC 3339 timestamp ({e})"))?
@@ -154,7 +169,7 @@ fn parse_event(wire: &WireLine, text: &str, received_at: NaiveDateTime) -> Resul
     let level = Level::parse(level_name)
         .ok_or_else(|| format!("level: {level_name:?} is not one of debug, info, warn, error"))?;
     let (token, refingerprinted) = match wire.token.as_deref() {
-        Some(t) if !is_fingerprint(t) => (Some(refingerprint_unsalted(t)), true),
+        Some(t) if !is_fingerprint(t) => (Some(refingerprint(t, key)), true),
         other => (other.map(str::to_string), false),
     };
     let mut truncated = Vec::new();
@@ -276,12 +291,19 @@ fn is_lower_hex(s: &str) -> bool {
 }
 
 /// A `token` that is not a fingerprint (a filter that sent the credential itself) is
-/// replaced by the contract's fingerprint of it, unsalted: this collector does not know the
-/// filter's salt, so such a fingerprint identifies the credential but does not match the
-/// salted ones of the same credential.
-pub fn refingerprint_unsalted(token: &str) -> String {
-    let bytes = fingerprint::of_header_value(b"", token.as_bytes());
-    String::from_utf8_lossy(&bytes).into_owned()
+/// replaced by the contract's fingerprint of it: keyed under the collector's
+/// `--fingerprint-key` (the same as keyed filters write, when the keys match), else unsalted
+/// (this collector does not know a filter's salt, so it identifies the credential but does
+/// not match salted fingerprints of it).
+pub fn refingerprint(token: &str, key: Option<&[u8]>) -> String {
+    match key {
+        Some(key) => {
+            String::from_utf8_lossy(&fingerprint::keyed_of_header_value(key, token.as_bytes()))
+                .into_owned()
+        }
+        None => String::from_utf8_lossy(&fingerprint::of_header_value(b"", token.as_bytes()))
+            .into_owned(),
+    }
 }
 
 /// The stored line, rewritten: a raw credential replaced by its fingerprint, and the fields
@@ -353,7 +375,7 @@ mod tests {
             panic!("expected an event");
         };
         assert!(refingerprinted);
-        let expected = refingerprint_unsalted("Bearer super-secret");
+        let expected = refingerprint("Bearer super-secret", None);
         assert_eq!(row.token.as_deref(), Some(expected.as_str()));
         assert!(!row.log.contains("super-secret"));
         assert!(row.log.contains(&expected));

@@ -314,7 +314,15 @@ mod tests {
         );
         common.set_instance("demo");
         common.set_session_id(session);
-        common.set_token(0, crate::redact::fingerprint(b"Bearer t", ""));
+        common.set_token(
+            0,
+            crate::redact::fingerprint(
+                b"Bearer t",
+                &crate::config::Fingerprinting::Unkeyed {
+                    salt: String::new(),
+                },
+            ),
+        );
         common
     }
 

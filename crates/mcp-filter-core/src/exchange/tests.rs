@@ -33,7 +33,7 @@ impl Harness {
         let config = Config::parse(config.as_bytes()).expect("valid config");
         let (events, sink) = capturing(config.min_level);
         Harness {
-            fingerprints: FingerprintCache::new(&config.fingerprint_salt),
+            fingerprints: FingerprintCache::new(&config.fingerprinting),
             memo: common::TailMemo::default(),
             buffers: BufferPool::default(),
             config,
