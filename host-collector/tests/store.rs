@@ -90,3 +90,62 @@ fn unknown_database_scheme_is_a_clear_error() {
     assert!(text.contains("unsupported database URL"), "{text}");
     assert!(!text.contains("secret"), "{text}");
 }
+
+/// Collectors starting at once against one MariaDB: the migrations run under a database lock,
+/// so one waits while another holds it, and each version is applied and recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_migrations_run_under_a_database_lock() {
+    with_mariadb(|db| async move {
+        let options = || StoreOptions {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let pool = db.pool().await;
+        let mut holder = pool.acquire().await.expect("a connection");
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT GET_LOCK(CONCAT(DATABASE(), '.collector_migrate'), 0)")
+                .fetch_one(&mut *holder)
+                .await
+                .expect("lock");
+        assert_eq!(taken, Some(1), "another collector is migrating");
+        let store = open(&db.url(), &options()).expect("store");
+        let mut prepare = tokio::spawn(async move { store.prepare().await });
+        let waited = tokio::time::timeout(Duration::from_millis(700), &mut prepare).await;
+        assert!(waited.is_err(), "the migration waits for the lock");
+        assert_eq!(
+            db.count(
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = 'mcp_gateway_log'"
+            ),
+            0,
+            "nothing created while the lock is held"
+        );
+        sqlx::query("SELECT RELEASE_LOCK(CONCAT(DATABASE(), '.collector_migrate'))")
+            .execute(&mut *holder)
+            .await
+            .expect("release");
+        tokio::time::timeout(Duration::from_secs(20), prepare)
+            .await
+            .expect("migrates once the lock is free")
+            .expect("task")
+            .expect("schema");
+
+        // Several collectors at once on a fresh database: each succeeds, each version is
+        // applied and recorded once.
+        let fresh = TestDb::create("migrate_race");
+        let starting: Vec<_> = (0..4)
+            .map(|_| {
+                let store = open(&fresh.url(), &options()).expect("store");
+                tokio::spawn(async move { store.prepare().await })
+            })
+            .collect();
+        for collector in starting {
+            collector.await.expect("task").expect("schema");
+        }
+        let versions =
+            "SELECT version, COUNT(*) FROM collector_schema GROUP BY version ORDER BY version";
+        assert_eq!(db.query(versions), "1\t1\n2\t1");
+        assert_eq!(fresh.query(versions), "1\t1\n2\t1");
+    })
+    .await;
+}

@@ -57,6 +57,12 @@ impl Backend for MySql {
     const DELETE_OLD: &'static str =
         "DELETE FROM mcp_gateway_log WHERE created_at < ? ORDER BY created_at LIMIT ?";
     const OUTCOME: &'static str = "JSON_UNQUOTE(JSON_EXTRACT(log, '$.\"mcp.outcome\"'))";
+    // GET_LOCK is per server and held by the connection: a collector that dies mid-migration
+    // releases it with its connection. 1 when taken, 0 after 30 s of waiting.
+    const MIGRATION_LOCK: Option<(&'static str, &'static str)> = Some((
+        "SELECT GET_LOCK(CONCAT(DATABASE(), '.collector_migrate'), 30)",
+        "SELECT RELEASE_LOCK(CONCAT(DATABASE(), '.collector_migrate'))",
+    ));
 
     fn rows_affected(result: &MySqlQueryResult) -> u64 {
         result.rows_affected()

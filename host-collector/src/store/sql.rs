@@ -34,8 +34,15 @@ pub trait Backend: Database {
     const DELETE_OLD: &'static str;
     /// The event's `mcp.outcome` as text, for the query API's outcome filter.
     const OUTCOME: &'static str;
+    /// Statements taking and releasing a database-wide lock on the connection that migrates,
+    /// so collectors starting at once apply each migration once; `None` where the database
+    /// serialises schema changes itself (SQLite: one writer, one file).
+    const MIGRATION_LOCK: Option<(&'static str, &'static str)>;
     fn rows_affected(result: &Self::QueryResult) -> u64;
 }
+
+/// How long a collector waits for another one's migration (the lock statements say 30 s).
+const MIGRATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct SqlStore<DB: Backend> {
     pool: Pool<DB>,
@@ -106,7 +113,31 @@ where
         if self.migrated.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut conn = self.pool.acquire().await?;
+        // Detached from the pool: if this future is dropped (a caller's timeout) while the
+        // connection holds the migration lock, the connection closes and the lock goes with
+        // it, instead of going back to the pool still held.
+        let mut conn = self.pool.acquire().await?.detach();
+        if let Some((lock, _)) = DB::MIGRATION_LOCK {
+            let got: Option<i64> = sqlx::query_scalar(lock).fetch_one(&mut conn).await?;
+            if got != Some(1) {
+                return Err(StoreError::Timeout {
+                    operation: "migration lock",
+                    after: MIGRATION_LOCK_WAIT,
+                });
+            }
+        }
+        let migrated = self.migrate(&mut conn).await;
+        if let Some((_, unlock)) = DB::MIGRATION_LOCK {
+            // Should this fail, the lock goes with the detached connection when it closes.
+            let _ = sqlx::query(unlock).execute(&mut conn).await;
+        }
+        migrated?;
+        self.migrated.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Applies the migrations this database has not seen yet (under the migration lock).
+    async fn migrate(&self, conn: &mut DB::Connection) -> Result<(), StoreError> {
         sqlx::query(DB::SCHEMA_VERSION_DDL)
             .execute(&mut *conn)
             .await?;
@@ -132,7 +163,6 @@ where
                 .execute(&mut *conn)
                 .await?;
         }
-        self.migrated.store(true, Ordering::Release);
         Ok(())
     }
 

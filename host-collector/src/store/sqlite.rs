@@ -59,6 +59,7 @@ impl Backend for Sqlite {
     const DELETE_OLD: &'static str = "DELETE FROM mcp_gateway_log WHERE id IN (
         SELECT id FROM mcp_gateway_log WHERE created_at < ? ORDER BY created_at LIMIT ?)";
     const OUTCOME: &'static str = "json_extract(log, '$.\"mcp.outcome\"')";
+    const MIGRATION_LOCK: Option<(&'static str, &'static str)> = None;
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
