@@ -8,6 +8,7 @@
 //! `health`, `overload`, `query` and `retention`, the ingest observers `accounting`
 //! (per-source loss) and `red` (MCP operation metrics), the optional `otlp` exporter (its
 //! own tasks behind a bounded channel) and `ui` (the audit view); `app` wires them up.
+//! `import` is the `host-collector import` command (events recovered from Envoy's log).
 
 pub mod accounting;
 pub mod app;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod event;
 pub mod health;
 pub mod http;
+pub mod import;
 pub mod ingest;
 pub mod internal_events;
 pub mod logging;

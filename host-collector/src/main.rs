@@ -6,6 +6,9 @@ use clap::Parser;
 use host_collector::{app, config::Config, logging};
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("import") {
+        return import(std::env::args().skip(1));
+    }
     let config = Config::parse();
     if let Err(e) = logging::init(config.log.log_format, config.log.log_level) {
         eprintln!("host-collector: cannot set up logging: {e}");
@@ -22,6 +25,31 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(config))
+}
+
+/// `host-collector import [--database-url …] LOG…`: prints the report as JSON.
+fn import(args: impl Iterator<Item = String>) -> ExitCode {
+    let args = host_collector::import::ImportArgs::parse_from(args);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("host-collector import: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(host_collector::import::run(&args)) {
+        Ok(report) => {
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("host-collector import: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(config: Config) -> ExitCode {

@@ -367,18 +367,35 @@ impl Context for Root {
         if let Some(vm) = self.state.borrow_mut().as_mut() {
             vm.flush_upstreams(now());
         }
+        let at = now();
         let buffered = self.with_shipper(|shipper, _| {
             shipper.start_draining();
-            shipper.buffered_events()
+            write_unshipped(shipper, at)
         });
         log::info!(
-            "mcp-filter: VM retiring, shipping {} buffered events",
-            buffered.unwrap_or(0)
+            "mcp-filter: VM retiring, shipping {} buffered events (also written to this log \
+             as `{}` lines, which host-collector import recovers should Envoy exit first)",
+            buffered.unwrap_or(0),
+            mcp_contract::recovery::MARKER.trim_end()
         );
         let finished = self.drain_step();
         self.report_stats();
         finished
     }
+}
+
+/// Writes every event the VM has not shipped, and its status record (how many it emitted),
+/// to Envoy's log as recoverable lines; returns how many events. Envoy may exit before the
+/// drain finishes; what is shipped after all is deduplicated by the collector.
+fn write_unshipped(shipper: &crate::shipping::Shipper, now: SystemTime) -> u64 {
+    let marker = mcp_contract::recovery::MARKER;
+    let mut events = 0;
+    for line in shipper.unshipped_lines() {
+        log::warn!("{marker}{}", String::from_utf8_lossy(line));
+        events += 1;
+    }
+    log::warn!("{marker}{}", shipper.status_record(now));
+    events
 }
 
 impl RootContext for Root {

@@ -4,8 +4,13 @@
 use std::thread;
 use std::time::Duration;
 
-use serde_json::json;
+use std::process::Command;
+
+use serde_json::{json, Value};
+use test_support::db::TestDb;
+use test_support::envoy::Envoy;
 use test_support::http;
+use test_support::paths::binary;
 use test_support::pipeline::{
     figures, one_at_a_time, per_source, start_envoy, EnvoyOptions, FilterCounts, Load,
 };
@@ -35,6 +40,8 @@ fn fault_envoy_restart_under_load() {
         per_source(&db).into_iter().map(|s| s.0).collect();
     old.proc.stop(); // SIGTERM: Envoy exits without draining the filter's buffers
     let served_by_old = load.ok();
+    // What the old filter could not ship is in its log, recovered by `host-collector import`.
+    let import = recover(&old, &db);
     let new = start_envoy(server.port, collector.port, &EnvoyOptions::default());
     *url.lock().unwrap() = new.url("/mcp/demo/mcp");
     let served_before_new = load.ok();
@@ -60,6 +67,17 @@ fn fault_envoy_restart_under_load() {
     .is_some();
     let stored_new = new_rows();
     let stored_old = db.rows() - stored_new;
+    // Per old source: seqs the filter says it emitted (its last status record) and did not
+    // count as dropped, against distinct seqs stored.
+    let mut lost_old = 0i64;
+    let sources = import["sources"].as_object().cloned().unwrap_or_default();
+    for (source, found) in &sources {
+        let emitted = found["emitted"].as_i64().unwrap_or(0);
+        let stored = db.count(&format!(
+            "SELECT COUNT(DISTINCT seq) FROM mcp_gateway_log WHERE source = '{source}'"
+        )) as i64;
+        lost_old += emitted - stored;
+    }
     let per_request = new_counts.emitted as f64 / (served - served_before_new).max(1) as f64;
     let expected_old = (served_by_old as f64 * per_request).round() as i64;
     figures(
@@ -74,14 +92,42 @@ fn fault_envoy_restart_under_load() {
             "old_envoy_stored": stored_old,
             "old_envoy_unshipped_lower_bound": last.emitted as i64 - stored_old as i64 - last.dropped() as i64,
             "events_per_request": per_request,
-            "old_envoy_lost_estimate": expected_old - stored_old as i64,
+            "old_envoy_lost_estimate_before_import": expected_old - stored_old as i64 + import["inserted"].as_i64().unwrap_or(0),
+            "import": import,
+            "old_envoy_lost_after_import": lost_old,
             "new_envoy": new_counts.json(),
             "new_envoy_stored": stored_new,
             "new_envoy_identity_holds_exactly": held,
         }),
     );
     assert!(held, "new Envoy: {new_counts:?} stored {stored_new}");
+    for source in &old_sources {
+        assert!(
+            sources[source]["emitted"].is_u64(),
+            "old VM {source} wrote its status record: {import}"
+        );
+    }
+    assert_eq!(
+        lost_old, 0,
+        "nothing the old Envoy emitted is lost: {import}"
+    );
     assert_no_duplicate_seqs(&db);
+}
+
+/// Runs `host-collector import` on the stopped Envoy's log; returns its report.
+fn recover(envoy: &Envoy, db: &TestDb) -> Value {
+    let out = Command::new(binary("host-collector"))
+        .arg("import")
+        .args(["--database-url", &db.url()])
+        .arg(envoy.log_path())
+        .output()
+        .expect("host-collector import runs");
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON report")
 }
 
 /// The stop procedure docs/reliability.md recommends: move traffic to the new Envoy (a load

@@ -7,7 +7,9 @@
 //! - [`outcome`]: `mcp.outcome`, what became of one request element.
 //! - [`methods`]: the MCP method catalogue with the revisions that define each method.
 //! - [`status`]: the status record a filter sends with its batches (drops by reason).
-//! - [`fingerprint`]: the credential fingerprint format (`sha256:` + 12 hex).
+//! - [`fingerprint`]: the credential fingerprint formats (`hmac-sha256:` / `sha256:` + 12 hex).
+//! - [`recovery`]: the marker of event lines a retiring filter could not ship, written to
+//!   Envoy's log for `host-collector import`.
 //!
 //! No proxy-wasm, no async runtime: the filter builds it for wasm32-wasip1, the collector
 //! natively. What each side adds (pre-escaped keys on the filter's hot path, lenient parsing on
@@ -20,6 +22,7 @@ pub mod fingerprint;
 pub mod level;
 pub mod methods;
 pub mod outcome;
+pub mod recovery;
 pub mod status;
 
 pub use event::EventName;

@@ -464,6 +464,22 @@ impl Shipper {
         Duration::from_millis(ceiling - half + jitter)
     }
 
+    /// Every event line not yet acknowledged (in flight, sealed, open), oldest first, each
+    /// without its newline: what a retiring VM writes to Envoy's log so that nothing it could
+    /// not ship is lost (see `host-collector import`).
+    pub fn unshipped_lines(&self) -> impl Iterator<Item = &[u8]> {
+        let in_flight = self
+            .in_flight
+            .as_ref()
+            .map(|f| f.batch.bytes.get(..f.events_len).unwrap_or_default());
+        in_flight
+            .into_iter()
+            .chain(self.sealed.iter().map(|b| b.bytes.as_slice()))
+            .chain(std::iter::once(self.open.bytes.as_slice()))
+            .flat_map(|bytes| bytes.split(|&b| b == b'\n'))
+            .filter(|line| !line.is_empty())
+    }
+
     /// Time the next attempt may start, while a failed batch waits (for tests and metrics).
     pub fn next_attempt_at(&self) -> Option<SystemTime> {
         self.next_attempt_at
@@ -522,6 +538,28 @@ mod tests {
             s.shipped + s.drops.total() + s.buffered_events(),
             "{s:?}"
         );
+    }
+
+    #[test]
+    fn unshipped_lines_are_every_event_not_acknowledged_oldest_first() {
+        let mut s = Shipper::new(config(), "src".into());
+        s.last_flush = Some(at(0));
+        (1..=7).for_each(|seq| push(&mut s, &event(seq)));
+        let sent = polled(&mut s, at(10)).expect("a full batch is due");
+        assert_eq!(seqs(&sent), [1, 2, 3], "in flight, with its status record");
+        let unshipped: Vec<serde_json::Value> = s
+            .unshipped_lines()
+            .map(|l| serde_json::from_slice(l).expect("one JSON line"))
+            .collect();
+        assert_eq!(seqs(&unshipped), (1..=7).collect::<Vec<_>>());
+        assert!(unshipped.iter().all(|l| l["kind"].is_null()), "events only");
+        s.on_answer(at(20), Answer::Status(200, br#"{"rejected":[]}"#), 0);
+        let left: Vec<u64> = s
+            .unshipped_lines()
+            .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+            .filter_map(|l| l["seq"].as_u64())
+            .collect();
+        assert_eq!(left, [4, 5, 6, 7], "acknowledged events are not repeated");
     }
 
     #[test]

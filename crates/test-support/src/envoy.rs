@@ -391,6 +391,11 @@ impl Envoy {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
+    /// Envoy's `--log-path` file.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// Contents of Envoy's `--log-path` file.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log_path).unwrap_or_default()
