@@ -2,15 +2,15 @@
 #   make test-reliability        faults, hostile input, secrets, auth (short variants, ~6 min)
 #   RELIABILITY_LONG=1 make test-reliability   the long variants (60 s MariaDB outage)
 #   make fuzz-short              every fuzz target for FUZZ_SHORT_SECONDS (CI)
-#   make fuzz-long               every fuzz target for FUZZ_LONG_SECONDS (on demand)
+#   make fuzz-long               every fuzz target for FUZZ_LONG_RUNS executions (on demand)
 # Figures: every test prints `RELIABILITY {json}`; they are collected in $(RELIABILITY_FIGURES).
 
 .PHONY: test-reliability fuzz-build fuzz-short fuzz-long
 
 RELIABILITY_FIGURES ?= $(CURDIR)/target/reliability-figures.jsonl
-FUZZ_TARGETS := jsonrpc_parse_body sse_parser traceparent_parse collector_ndjson_line collector_status_accounting
+FUZZ_TARGETS := jsonrpc_parse_body sse_parser traceparent_parse collector_ndjson_line collector_status_accounting collector_ingest_request exchange_chunking
 FUZZ_SHORT_SECONDS ?= 25
-FUZZ_LONG_SECONDS ?= 1800
+FUZZ_LONG_RUNS ?= 10000000
 # -a: debug assertions and overflow checks on, so arithmetic overflow is a crash.
 # The sanitizer build of every dependency takes minutes on 2 cores and depends only on
 # Cargo.lock: it is kept outside the checkout (a build cache, like ~/.cargo/registry), so a
@@ -33,18 +33,21 @@ fuzz-build:
 # Each target runs for the given time; a crash stops make with the reproducer in
 # fuzz/artifacts/<target>/ (turn it into a case of tests/reliability_fuzz_regressions.rs or
 # host-collector/tests/hostile_fuzz_regressions.rs). Executions are printed per target.
+# $(1): the libFuzzer budget (`-max_total_time=S` or `-runs=N`), $(2): how to say it.
 define run_fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p fuzz/corpus/$$t; \
-	  echo "== fuzz $$t ($(1) s)"; \
-	  (cd fuzz && cargo +nightly fuzz run $(FUZZ_FLAGS) $$t -- -max_total_time=$(1) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1) \
+	  echo "== fuzz $$t ($(2))"; \
+	  (cd fuzz && cargo +nightly fuzz run $(FUZZ_FLAGS) $$t -- $(1) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1) \
 	    | tee fuzz/$$t.log | grep -E "^(stat::number_of_executed_units|==[0-9]+== ERROR|SUMMARY|Done)" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 endef
 
 fuzz-short: fuzz-build
-	$(call run_fuzz,$(FUZZ_SHORT_SECONDS))
+	$(call run_fuzz,-max_total_time=$(FUZZ_SHORT_SECONDS),$(FUZZ_SHORT_SECONDS) s)
 
+# Every target until FUZZ_LONG_RUNS executions (10 M: minutes for the parsers, over an hour
+# for exchange_chunking, which drives a whole exchange twice per input).
 fuzz-long: fuzz-build
-	$(call run_fuzz,$(FUZZ_LONG_SECONDS))
+	$(call run_fuzz,-runs=$(FUZZ_LONG_RUNS),$(FUZZ_LONG_RUNS) runs)

@@ -281,42 +281,11 @@ impl Drop for Event<'_> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::events::capture::capturing;
     use crate::events::keys;
-    use serde_json::Value;
-    use std::cell::RefCell;
-    use std::rc::Rc;
     use std::time::{Duration, UNIX_EPOCH};
-
-    /// A sink the test can read after handing it to the emitter.
-    #[derive(Clone, Default)]
-    pub struct SharedSink(pub Rc<RefCell<Vec<String>>>);
-
-    impl LineSink for SharedSink {
-        fn line(&mut self, line: &[u8]) {
-            self.0
-                .borrow_mut()
-                .push(String::from_utf8_lossy(line).into_owned());
-        }
-    }
-
-    impl SharedSink {
-        pub fn events(&self) -> Vec<Value> {
-            self.0
-                .borrow()
-                .iter()
-                .map(|l| serde_json::from_str(l).expect("event lines are JSON"))
-                .collect()
-        }
-    }
-
-    pub fn capturing(min_level: Level) -> (Events, SharedSink) {
-        let sink = SharedSink::default();
-        let mut events = Events::new("src1".into(), min_level);
-        events.set_line_sink(Some(Box::new(sink.clone())));
-        (events, sink)
-    }
 
     #[test]
     fn stamps_source_seq_ts_and_filters_levels() {

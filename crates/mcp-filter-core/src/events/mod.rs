@@ -10,6 +10,8 @@
 //! Secrets never enter an event: the exchange writes only fingerprints and redacted, capped
 //! arguments.
 
+#[cfg(any(test, fuzzing))]
+pub mod capture;
 pub mod clock;
 pub mod emitter;
 pub mod keys;

@@ -454,5 +454,7 @@ fn query_session(path: &str) -> Option<&str> {
     })
 }
 
+#[cfg(any(test, fuzzing))]
+pub mod drive;
 #[cfg(test)]
 mod tests;

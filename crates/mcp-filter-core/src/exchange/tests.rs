@@ -1,121 +1,12 @@
 //! Native tests of the exchange, phase by phase: the state machine driven directly, with a
 //! fixed clock, an in-memory shared store and the events read back as JSON.
 
+use super::drive::{response_head as response, Harness};
 use super::*;
-use crate::breaker::{CasStats, LocalUpstream, UpstreamEnv};
-use crate::config::Config;
-use crate::events::emitter::tests::{capturing, SharedSink};
-use crate::pending::{PendingStats, SharedPending};
-use crate::upstream::shared::MapStore;
+use crate::pending::PendingStats;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::time::{Duration, UNIX_EPOCH};
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-
-struct Harness {
-    config: Config,
-    ids: IdGenerator,
-    events: Events,
-    sink: SharedSink,
-    memo: common::TailMemo,
-    buffers: BufferPool,
-    fingerprints: FingerprintCache,
-    store: MapStore,
-    pending: PendingStats,
-    cas: CasStats,
-    upstreams: BTreeMap<String, LocalUpstream>,
-    now: SystemTime,
-}
-
-impl Harness {
-    fn new(config: &str) -> Self {
-        let config = Config::parse(config.as_bytes()).expect("valid config");
-        let (events, sink) = capturing(config.min_level);
-        Harness {
-            fingerprints: FingerprintCache::new(&config.fingerprinting),
-            memo: common::TailMemo::default(),
-            buffers: BufferPool::default(),
-            config,
-            ids: IdGenerator::new(7),
-            events,
-            sink,
-            store: MapStore::default(),
-            pending: PendingStats::default(),
-            cas: CasStats::default(),
-            upstreams: BTreeMap::new(),
-            now: UNIX_EPOCH + Duration::from_secs(1_763_780_000),
-        }
-    }
-
-    fn env(&mut self) -> Env<'_> {
-        let upstream = self.config.upstream.as_ref().map(|config| UpstreamEnv {
-            config,
-            store: &self.store,
-            stats: &mut self.cas,
-            locals: &mut self.upstreams,
-            random: 0,
-        });
-        Env {
-            config: &self.config,
-            clock: Clock::fixed(self.now),
-            ids: &mut self.ids,
-            events: &mut self.events,
-            memo: &mut self.memo,
-            buffers: &mut self.buffers,
-            fingerprints: &mut self.fingerprints,
-            pending: SharedPending {
-                store: &self.store,
-                slots: 64,
-                stats: &mut self.pending,
-            },
-            upstream,
-        }
-    }
-
-    fn advance(&mut self, ms: u64) {
-        self.now += Duration::from_millis(ms);
-    }
-
-    fn start(
-        &mut self,
-        headers: &[(&str, &str)],
-        end_of_stream: bool,
-    ) -> (Exchange, RequestAction) {
-        let pairs = headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
-        let head = RequestHead {
-            headers: RequestHeaders::read(pairs, &self.config),
-            route_name: None,
-            cluster_name: Some("demo"),
-            end_of_stream,
-        };
-        Exchange::on_request_headers(&head, &mut self.env())
-    }
-
-    fn respond(&mut self, exchange: &mut Exchange, headers: &[(&str, &str)], body: &str) {
-        exchange.on_response_headers(&response(headers), false, &mut self.env());
-        exchange.on_response_body(body.as_bytes(), true, &mut self.env());
-    }
-
-    fn end(&mut self, exchange: &mut Exchange, details: Option<&str>) {
-        let end = StreamEnd {
-            code_details: details,
-            response_code: None,
-        };
-        exchange.on_stream_end(&end, &mut self.env());
-    }
-
-    fn events(&self) -> Vec<Value> {
-        self.sink.events()
-    }
-
-    fn named(&self, name: &str) -> Vec<Value> {
-        self.events()
-            .into_iter()
-            .filter(|e| e["event"] == name)
-            .collect()
-    }
-}
 
 fn post(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
     let mut h = vec![
@@ -126,10 +17,6 @@ fn post(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static s
     ];
     h.extend_from_slice(extra);
     h
-}
-
-fn response<'a>(headers: &'a [(&'a str, &'a str)]) -> ResponseHeaders<'a> {
-    ResponseHeaders::read(headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
 }
 
 const JSON: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];

@@ -293,8 +293,9 @@ pub fn read(
 #[cfg(test)]
 mod tests;
 
-/// A plain in-memory store with Envoy's CAS semantics, for the tests of the stores' users.
-#[cfg(test)]
+/// A plain in-memory store with Envoy's CAS semantics, for the tests of the stores' users and
+/// the exchange fuzz target.
+#[cfg(any(test, fuzzing))]
 #[derive(Default)]
 pub(crate) struct MapStore(std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>);
 
@@ -309,7 +310,7 @@ impl MapStore {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 impl SharedStore for MapStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
         Ok(match self.0.borrow().get(key) {
