@@ -258,7 +258,8 @@ impl<S: BatchSource> Writer<S> {
             }
             Ok(Err(e)) if should_isolate(&e, retry.refusals, &self.config) => {
                 self.telemetry.emit(BatchWriteFailed { error: &e });
-                self.write_around_refusals(batch, &rows, retry).await
+                self.write_around_refusals(batch, &rows, drain_deadline, retry)
+                    .await
             }
             Ok(Err(e)) => {
                 self.fail(batch, rows.len(), &e, retry);
@@ -305,14 +306,16 @@ impl<S: BatchSource> Writer<S> {
     }
 
     /// The poison-batch path: writes what the database accepts, in order, and moves the rows
-    /// it refuses to the dead letters. Any other failure hands the whole batch back.
+    /// it refuses to the dead letters. Any other failure hands the whole batch back. Each
+    /// statement is bounded by the write timeout and, while draining, by the drain deadline.
     async fn write_around_refusals(
         &self,
         batch: S::Batch,
         rows: &[Row],
+        drain_deadline: Option<tokio::time::Instant>,
         retry: &mut Retry,
     ) -> Attempt {
-        let isolated = match self.isolate(rows).await {
+        let isolated = match self.isolate(rows, drain_deadline).await {
             Ok(isolated) => isolated,
             Err(e) => {
                 self.fail(batch, rows.len(), &e, retry);
@@ -323,6 +326,7 @@ impl<S: BatchSource> Writer<S> {
             let stored = self
                 .bounded(
                     "dead-letter write",
+                    drain_deadline,
                     self.store.insert_dead_letters(&isolated.refused),
                 )
                 .await;
@@ -356,7 +360,11 @@ impl<S: BatchSource> Writer<S> {
 
     /// Splits a batch the database refused into halves, left before right, until each
     /// refused row stands alone; writes every accepted part as it goes.
-    async fn isolate(&self, rows: &[Row]) -> Result<Isolated, StoreError> {
+    async fn isolate(
+        &self,
+        rows: &[Row],
+        drain_deadline: Option<tokio::time::Instant>,
+    ) -> Result<Isolated, StoreError> {
         let mut isolated = Isolated {
             inserted: 0,
             refused: Vec::new(),
@@ -367,7 +375,7 @@ impl<S: BatchSource> Writer<S> {
         while let Some(range) = pending.pop() {
             let part = &rows[range.clone()];
             match self
-                .bounded("batch write", self.store.insert_batch(part))
+                .bounded("batch write", drain_deadline, self.store.insert_batch(part))
                 .await
             {
                 Ok(inserted) => isolated.inserted += inserted,
@@ -381,14 +389,17 @@ impl<S: BatchSource> Writer<S> {
         Ok(isolated)
     }
 
-    /// `operation` bounded by the write timeout.
+    /// `operation` bounded by the write timeout and by `limit` (the drain deadline).
     async fn bounded<T>(
         &self,
         operation: &'static str,
+        limit: Option<tokio::time::Instant>,
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let after = self.config.write_timeout;
-        tokio::time::timeout(after, op)
+        let deadline = tokio::time::Instant::now() + after;
+        let deadline = limit.map_or(deadline, |limit| limit.min(deadline));
+        timeout_at(deadline, op)
             .await
             .unwrap_or(Err(StoreError::Timeout { operation, after }))
     }
