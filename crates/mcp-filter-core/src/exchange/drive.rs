@@ -30,6 +30,7 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
+    #[cfg(test)]
     pub(crate) fn new(config: &str) -> Self {
         Harness::with(Config::parse(config.as_bytes()).expect("valid config"))
     }
@@ -116,6 +117,7 @@ impl Harness {
         exchange.on_stream_end(&end, &mut self.env());
     }
 
+    #[cfg(test)]
     pub(crate) fn events(&self) -> Vec<Value> {
         self.sink.events()
     }
