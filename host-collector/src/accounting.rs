@@ -218,7 +218,7 @@ fn clamp_i64(n: u64) -> i64 {
 }
 
 impl Totals {
-    fn of(sources: &[SourceReport], other: &OtherReport) -> Totals {
+    pub fn of(sources: &[SourceReport], other: &OtherReport) -> Totals {
         let mut t = Totals {
             sources: sources.len(),
             events: other.events,

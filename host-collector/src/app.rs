@@ -180,6 +180,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.store.db_acquire_timeout,
         tasks_stop_rx.clone(),
     ))];
+    background.push(tokio::spawn(crate::shared_accounting::run_flusher(
+        store.clone(),
+        accounting.clone(),
+        config.ingest.status_flush_interval,
+        tasks_stop_rx.clone(),
+    )));
     if let Some(retention) = config.retention.config() {
         background.push(tokio::spawn(crate::retention::run(
             store.clone(),

@@ -134,6 +134,11 @@ pub struct IngestArgs {
           value_parser = parse_fingerprint_key)]
     pub fingerprint_key: Option<String>,
 
+    /// How often this collector merges its filters' status (emitted, drops) into the store,
+    /// for `GET /v1/accounting?from=store` (right across several collectors).
+    #[arg(long, env = "COLLECTOR_STATUS_FLUSH_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub status_flush_interval: Duration,
+
     /// Sequence numbers remembered per source for dedupe before the queue.
     #[arg(long, env = "COLLECTOR_DEDUPE_WINDOW", default_value_t = 4096,
           value_parser = clap::value_parser!(u64).range(64..=1_048_576))]

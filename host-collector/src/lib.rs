@@ -8,7 +8,8 @@
 //! `health`, `overload`, `query` and `retention`, the ingest observers `accounting`
 //! (per-source loss) and `red` (MCP operation metrics), the optional `otlp` exporter (its
 //! own tasks behind a bounded channel) and `ui` (the audit view); `app` wires them up.
-//! `import` is the `host-collector import` command (events recovered from Envoy's log).
+//! `import` is the `host-collector import` command (events recovered from Envoy's log);
+//! `shared_accounting` answers the loss accounting from the store, for several collectors.
 
 pub mod accounting;
 pub mod app;
@@ -27,6 +28,7 @@ pub mod overload;
 pub mod query;
 pub mod red;
 pub mod retention;
+pub mod shared_accounting;
 pub mod store;
 pub mod ui;
 pub mod writer;

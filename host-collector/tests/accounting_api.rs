@@ -1,13 +1,19 @@
 //! Loss accounting and MCP operation metrics end to end over HTTP (SQLite): two sources, one
 //! with a seq lost in transit, a duplicate, a filter status record, a late arrival and a
-//! source beyond `--max-sources`; checks `GET /v1/accounting` and the `/metrics` text.
+//! source beyond `--max-sources`; checks `GET /v1/accounting` and the `/metrics` text. And
+//! two collectors on one MariaDB, each given part of a source's events: the accounting from
+//! the store is the same, and right, whichever answers.
 // Tests fail loudly: unwrap, expect and panic are how they report (the workspace denies
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::time::Duration;
+
 use serde_json::json;
 use test_support::collector::*;
+use test_support::db::with_mariadb;
 use test_support::http;
+use test_support::poll::eventually;
 
 fn status(source: &str, buffer_full: u64, emitted: u64) -> String {
     format!(
@@ -149,4 +155,61 @@ async fn accounting_and_red_metrics_over_http() {
         .expect("request");
     assert_eq!(unauthenticated.status, 401);
     running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_on_one_database_answer_the_same_accounting_from_the_store() {
+    with_mariadb(|db| async move {
+        let flags = ["--status-flush-interval", "100ms"];
+        let a = start(&db.url(), &flags).await;
+        let b = start(&db.url(), &flags).await;
+        // Envoy balanced vm-a's batches: seqs 1-3 and its status record to A, 5-6 to B;
+        // seq 4 was dropped by the filter (buffer_full 1).
+        let to_a = body(&[
+            event("vm-a", 1, ""),
+            event("vm-a", 2, ""),
+            event("vm-a", 3, ""),
+            status("vm-a", 1, 6),
+        ]);
+        assert_eq!(post(a.addr, to_a).await.json()["accepted"], 3);
+        assert_eq!(
+            post(b.addr, events("vm-a", 5..=6)).await.json()["accepted"],
+            2
+        );
+        wait_persisted(&a, 3).await;
+        wait_persisted(&b, 2).await;
+
+        let from_store = |running: &host_collector::app::Running| {
+            let addr = running.addr;
+            async move {
+                let reply = get(addr, "/v1/accounting?from=store").await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                reply.json()
+            }
+        };
+        eventually(
+            "A's status merged into the store",
+            Duration::from_secs(20),
+            || async { from_store(&b).await["sources"][0]["emitted"] == 6 },
+        )
+        .await;
+        let expected = json!({
+            "source": "vm-a", "events": 5, "highest_seq": 6, "gaps": 1, "duplicates": 0,
+            "dead_letters": 0, "filter_dropped": {"buffer_full": 1, "callout_failed": 0,
+            "rejected_by_collector": 0}, "emitted": 6, "unaccounted": 0
+        });
+        for running in [&a, &b] {
+            let report = from_store(running).await;
+            assert_eq!(report["from"], "store");
+            assert_eq!(source(&report, "vm-a"), &expected, "{report}");
+            assert_eq!(report["totals"]["unaccounted"], 0);
+        }
+        // Each collector's own view sees only its part.
+        assert_eq!(source(&accounting(&b).await, "vm-a")["events"], 2);
+        let bad = get(a.addr, "/v1/accounting?from=elsewhere").await;
+        assert_eq!(bad.status, 400);
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
 }

@@ -144,8 +144,8 @@ async fn mariadb_migrations_run_under_a_database_lock() {
         }
         let versions =
             "SELECT version, COUNT(*) FROM collector_schema GROUP BY version ORDER BY version";
-        assert_eq!(db.query(versions), "1\t1\n2\t1");
-        assert_eq!(fresh.query(versions), "1\t1\n2\t1");
+        assert_eq!(db.query(versions), "1\t1\n2\t1\n3\t1");
+        assert_eq!(fresh.query(versions), "1\t1\n2\t1\n3\t1");
     })
     .await;
 }

@@ -12,7 +12,9 @@ use chrono::NaiveDateTime;
 use host_collector::buffer::Buffer;
 use host_collector::event::{Level, Row};
 use host_collector::internal_events::Telemetry;
-use host_collector::store::{BoxFuture, DeadLetter, LogQuery, Store, StoreError, StoredRow};
+use host_collector::store::{
+    BoxFuture, DeadLetter, LogQuery, SourceStatus, SourceTotals, Store, StoreError, StoredRow,
+};
 use host_collector::writer::{DrainReport, Writer, WriterConfig};
 use tokio::sync::watch;
 
@@ -72,6 +74,15 @@ impl Store for FlakyStore {
     }
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
+    }
+    fn merge_source_status<'a>(
+        &'a self,
+        _statuses: &'a [SourceStatus],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn source_totals(&self) -> BoxFuture<'_, Result<Vec<SourceTotals>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
     fn delete_older_than(
         &self,
@@ -304,6 +315,15 @@ impl Store for RefuseTimes {
     }
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.1.ping()
+    }
+    fn merge_source_status<'a>(
+        &'a self,
+        statuses: &'a [SourceStatus],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.1.merge_source_status(statuses)
+    }
+    fn source_totals(&self) -> BoxFuture<'_, Result<Vec<SourceTotals>, StoreError>> {
+        self.1.source_totals()
     }
     fn delete_older_than(
         &self,

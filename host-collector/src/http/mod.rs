@@ -197,11 +197,40 @@ async fn query(
     with_user(response, Some(user))
 }
 
-async fn accounting(State(state): Shared, headers: HeaderMap) -> Response {
+/// This collector's accounting, or with `?from=store` the store's (right across several
+/// collectors; see `shared_accounting`).
+async fn accounting(
+    State(state): Shared,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
     let Some(user) = state.auth.check(&headers, Scope::Query) else {
         return auth::unauthorized();
     };
-    with_user(Json(state.accounting.report()).into_response(), Some(user))
+    let unknown = params.keys().find(|k| k.as_str() != "from");
+    let response = match (params.get("from").map(String::as_str), unknown) {
+        (_, Some(key)) => error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown parameter {key:?}"),
+        ),
+        (None | Some("collector"), None) => Json(state.accounting.report()).into_response(),
+        (Some("store"), None) => {
+            let report = crate::shared_accounting::report(state.store.as_ref());
+            match tokio::time::timeout(state.query_timeout, report).await {
+                Ok(Ok(report)) => Json(report).into_response(),
+                Ok(Err(e)) => {
+                    tracing::warn!(ev = "query", msg = "accounting from the store failed", error = %e);
+                    retry_later("database unavailable")
+                }
+                Err(_) => retry_later("accounting query timed out"),
+            }
+        }
+        (Some(other), None) => error(
+            StatusCode::BAD_REQUEST,
+            format!("from must be collector or store, not {other:?}"),
+        ),
+    };
+    with_user(response, Some(user))
 }
 
 /// How long the audit view waits for the gateway's health answer.

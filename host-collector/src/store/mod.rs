@@ -174,6 +174,31 @@ impl DeadLetter {
     }
 }
 
+/// One number a filter source reports in its status records, as the store keeps it: a drop
+/// reason's count, or `EMITTED_REASON` for `emitted`. Every collector merges its own view
+/// with `max`, so the stored value is the highest any of them saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStatus {
+    pub source: String,
+    pub reason: String,
+    pub value: u64,
+}
+
+/// `SourceStatus::reason` of the `emitted` counter.
+pub const EMITTED_REASON: &str = "_emitted";
+
+/// What the store holds of one source: its rows, its dead letters and its merged status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceTotals {
+    pub source: String,
+    /// Rows in `mcp_gateway_log` (distinct seqs: the unique key).
+    pub stored: u64,
+    pub dead_letters: u64,
+    pub highest_seq: u64,
+    /// Merged status values by reason (`EMITTED_REASON` included).
+    pub status: std::collections::BTreeMap<String, u64>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRow {
     pub id: i64,
@@ -194,6 +219,14 @@ pub trait Store: Send + Sync {
         letters: &'a [DeadLetter],
     ) -> BoxFuture<'a, Result<u64, StoreError>>;
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Merges status values into `mcp_source_status`, keeping the higher of the stored and
+    /// the given value (so collectors writing the same source in any order agree).
+    fn merge_source_status<'a>(
+        &'a self,
+        statuses: &'a [SourceStatus],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Per source: rows, dead letters, highest seq and merged status, from the whole store.
+    fn source_totals(&self) -> BoxFuture<'_, Result<Vec<SourceTotals>, StoreError>>;
     /// Deletes at most `limit` rows with event time before `cutoff`; returns how many.
     fn delete_older_than(
         &self,

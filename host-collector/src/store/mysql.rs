@@ -53,12 +53,24 @@ impl Backend for MySql {
             log LONGTEXT NOT NULL,
             UNIQUE KEY uq_mcp_dead_letters_source_seq (source, seq)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"],
+        // Each source's status (emitted, drops by reason), merged by every collector with max.
+        &["CREATE TABLE IF NOT EXISTS mcp_source_status (
+            source VARCHAR(64) NOT NULL,
+            reason VARCHAR(64) NOT NULL,
+            value BIGINT NOT NULL,
+            updated_at DATETIME(6) NOT NULL,
+            PRIMARY KEY (source, reason)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"],
     ];
     const DELETE_OLD: &'static str =
         "DELETE FROM mcp_gateway_log WHERE created_at < ? ORDER BY created_at LIMIT ?";
     const OUTCOME: &'static str = "JSON_UNQUOTE(JSON_EXTRACT(log, '$.\"mcp.outcome\"'))";
     // GET_LOCK is per server and held by the connection: a collector that dies mid-migration
     // releases it with its connection. 1 when taken, 0 after 30 s of waiting.
+    const UPSERT_STATUS: &'static str =
+        "INSERT INTO mcp_source_status (source, reason, value, updated_at) VALUES (?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE value = GREATEST(value, VALUES(value)), \
+         updated_at = VALUES(updated_at)";
     const MIGRATION_LOCK: Option<(&'static str, &'static str)> = Some((
         "SELECT GET_LOCK(CONCAT(DATABASE(), '.collector_migrate'), 30)",
         "SELECT RELEASE_LOCK(CONCAT(DATABASE(), '.collector_migrate'))",

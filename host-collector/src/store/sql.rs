@@ -9,7 +9,7 @@ use sqlx::{
     QueryBuilder, Row as _, SqlStr, Type,
 };
 
-use super::{DeadLetter, LogQuery, StoreError, StoredRow};
+use super::{DeadLetter, LogQuery, SourceStatus, SourceTotals, StoreError, StoredRow};
 use crate::event::{Level, Row};
 
 /// Largest rows-per-statement shape; bigger batches use several statements in one transaction.
@@ -34,6 +34,9 @@ pub trait Backend: Database {
     const DELETE_OLD: &'static str;
     /// The event's `mcp.outcome` as text, for the query API's outcome filter.
     const OUTCOME: &'static str;
+    /// Inserts `(source, reason, value, updated_at)` into `mcp_source_status`, or raises the
+    /// stored value to it when higher.
+    const UPSERT_STATUS: &'static str;
     /// Statements taking and releasing a database-wide lock on the connection that migrates,
     /// so collectors starting at once apply each migration once; `None` where the database
     /// serialises schema changes itself (SQLite: one writer, one file).
@@ -229,6 +232,72 @@ where
         Ok(inserted)
     }
 
+    pub async fn merge_source_status(&self, statuses: &[SourceStatus]) -> Result<(), StoreError> {
+        self.ensure_schema().await?;
+        let now = chrono::Utc::now().naive_utc();
+        let mut tx = self.pool.begin().await?;
+        for status in statuses {
+            sqlx::query(DB::UPSERT_STATUS)
+                .bind(status.source.as_str())
+                .bind(status.reason.as_str())
+                .bind(i64::try_from(status.value).unwrap_or(i64::MAX))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn source_totals(&self) -> Result<Vec<SourceTotals>, StoreError> {
+        self.ensure_schema().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut totals: std::collections::BTreeMap<String, SourceTotals> = Default::default();
+        for (table, dead) in [("mcp_gateway_log", false), ("mcp_dead_letters", true)] {
+            let sql = format!(
+                "SELECT source, COUNT(*), MAX({}) FROM {table} GROUP BY source",
+                DB::SEQ_AS_SIGNED
+            );
+            for row in sqlx::query(AssertSqlSafe(sql))
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                let source: String = row.try_get(0usize)?;
+                let count: i64 = row.try_get(1usize)?;
+                let highest: Option<i64> = row.try_get(2usize)?;
+                let entry = totals
+                    .entry(source.clone())
+                    .or_insert_with(|| SourceTotals {
+                        source,
+                        ..SourceTotals::default()
+                    });
+                let count = count.max(0) as u64;
+                if dead {
+                    entry.dead_letters = count;
+                } else {
+                    entry.stored = count;
+                }
+                entry.highest_seq = entry.highest_seq.max(highest.unwrap_or(0).max(0) as u64);
+            }
+        }
+        let statuses = sqlx::query("SELECT source, reason, value FROM mcp_source_status")
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in statuses {
+            let source: String = row.try_get(0usize)?;
+            let reason: String = row.try_get(1usize)?;
+            let value: i64 = row.try_get(2usize)?;
+            let entry = totals
+                .entry(source.clone())
+                .or_insert_with(|| SourceTotals {
+                    source,
+                    ..SourceTotals::default()
+                });
+            entry.status.insert(reason, value.max(0) as u64);
+        }
+        Ok(totals.into_values().collect())
+    }
+
     /// One autocommitted INSERT per row, as the seeds' writers do: kept only as the
     /// benchmark's baseline.
     pub async fn insert_each(&self, rows: &[Row]) -> Result<u64, StoreError> {
@@ -363,6 +432,20 @@ macro_rules! impl_store {
                 letters: &'a [$crate::store::DeadLetter],
             ) -> $crate::store::BoxFuture<'a, Result<u64, $crate::store::StoreError>> {
                 Box::pin(SqlStore::insert_dead_letters(self, letters))
+            }
+            fn merge_source_status<'a>(
+                &'a self,
+                statuses: &'a [$crate::store::SourceStatus],
+            ) -> $crate::store::BoxFuture<'a, Result<(), $crate::store::StoreError>> {
+                Box::pin(SqlStore::merge_source_status(self, statuses))
+            }
+            fn source_totals(
+                &self,
+            ) -> $crate::store::BoxFuture<
+                '_,
+                Result<Vec<$crate::store::SourceTotals>, $crate::store::StoreError>,
+            > {
+                Box::pin(SqlStore::source_totals(self))
             }
             fn ping(&self) -> $crate::store::BoxFuture<'_, Result<(), $crate::store::StoreError>> {
                 Box::pin(SqlStore::ping(self))

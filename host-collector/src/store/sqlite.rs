@@ -54,11 +54,24 @@ impl Backend for Sqlite {
             log TEXT NOT NULL,
             UNIQUE (source, seq)
         )",
+    ], &[
+        // Each source's status (emitted, drops by reason), merged by every collector with max.
+        "CREATE TABLE IF NOT EXISTS mcp_source_status (
+            source TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            value INTEGER NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (source, reason)
+        )",
     ]];
     // DELETE … LIMIT needs a compile-time option SQLite builds usually lack.
     const DELETE_OLD: &'static str = "DELETE FROM mcp_gateway_log WHERE id IN (
         SELECT id FROM mcp_gateway_log WHERE created_at < ? ORDER BY created_at LIMIT ?)";
     const OUTCOME: &'static str = "json_extract(log, '$.\"mcp.outcome\"')";
+    const UPSERT_STATUS: &'static str =
+        "INSERT INTO mcp_source_status (source, reason, value, updated_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (source, reason) DO UPDATE SET value = MAX(value, excluded.value), \
+         updated_at = excluded.updated_at";
     const MIGRATION_LOCK: Option<(&'static str, &'static str)> = None;
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
