@@ -11,7 +11,7 @@ use crate::{assert_no_duplicate_seqs, pipeline, CLIENTS, PAUSE};
 
 /// Collector shutdown drops reported in the logs of stopped incarnations (their metrics died
 /// with them): the `dropped_shutdown=` / `dropped_queue_full=` of the final `ev=shutdown` line.
-fn dropped_in_logs(logs: &str) -> u64 {
+pub(crate) fn dropped_in_logs(logs: &str) -> u64 {
     logs.lines()
         .filter(|l| l.contains("ev=shutdown") && l.contains("msg=stopped"))
         .map(|l| {

@@ -31,6 +31,7 @@ mod flood;
 mod hostile;
 mod mariadb_outage;
 mod poison;
+mod scale_out;
 mod secrets;
 mod upstream_sse;
 

@@ -81,7 +81,8 @@ pub struct EnvoyConfig<'a> {
     /// The filter's JSON plugin configuration.
     pub filter: &'a str,
     pub routes: &'a [Route<'a>],
-    /// Clusters on loopback: (name, port).
+    /// Clusters on loopback: (name, port); a name given several times is one cluster with an
+    /// endpoint per port (round robin).
     pub clusters: &'a [(&'a str, u16)],
     /// Route timeout (`0s` = none, for SSE).
     pub route_timeout: &'a str,
@@ -136,10 +137,25 @@ impl EnvoyConfig<'_> {
                 )
             })
             .collect();
-        let clusters: String = self
-            .clusters
+        let mut names: Vec<&str> = Vec::new();
+        for (name, _) in self.clusters {
+            if !names.contains(name) {
+                names.push(name);
+            }
+        }
+        let clusters: String = names
             .iter()
-            .map(|(name, port)| {
+            .map(|name| {
+                let endpoints: String = self
+                    .clusters
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, port)| {
+                        format!(
+                            "\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"
+                        )
+                    })
+                    .collect();
                 format!(
                     r#"
   - name: {name}
@@ -148,8 +164,7 @@ impl EnvoyConfig<'_> {
     load_assignment:
       cluster_name: {name}
       endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
+      - lb_endpoints:{endpoints}"#
                 )
             })
             .collect();

@@ -63,6 +63,15 @@ impl Default for EnvoyOptions {
 }
 
 pub fn start_envoy(upstream_port: u16, collector_port: u16, options: &EnvoyOptions) -> Envoy {
+    start_envoy_with_collectors(upstream_port, &[collector_port], options)
+}
+
+/// As [`start_envoy`], with the filter's callouts balanced over several collectors.
+pub fn start_envoy_with_collectors(
+    upstream_port: u16,
+    collector_ports: &[u16],
+    options: &EnvoyOptions,
+) -> Envoy {
     let filter = format!(
         r#"{{"instance": {{"source": {{"path_prefix": "/mcp/"}}, "allowed": ["demo"], "on_missing": "reject"}},
  "validation": "{}",
@@ -73,10 +82,12 @@ pub fn start_envoy(upstream_port: u16, collector_port: u16, options: &EnvoyOptio
                "timeout_ms": 2000, "buffer_bytes": {}, "log_events": {}}}}}"#,
         options.validation, options.buffer_bytes, options.log_events
     );
+    let mut clusters = vec![("upstream", upstream_port)];
+    clusters.extend(collector_ports.iter().map(|&port| ("collector", port)));
     let config = envoy_yaml(&EnvoyConfig {
         filter: &filter,
         routes: DEMO_ROUTES,
-        clusters: &[("upstream", upstream_port), ("collector", collector_port)],
+        clusters: &clusters,
         ..EnvoyConfig::default()
     });
     Envoy::start(&config, options.workers)
