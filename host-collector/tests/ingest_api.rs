@@ -185,6 +185,12 @@ async fn mariadb_round_trip_dedupe_and_query() {
     with_mariadb(|db| async move { round_trip(db.url()).await }).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_round_trip_dedupe_and_query() {
+    let db = test_support::db::TestPg::create("round_trip");
+    round_trip(db.url()).await;
+}
+
 async fn raw_exchange(addr: std::net::SocketAddr, request: Vec<u8>) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.write_all(&request).await.expect("write");

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use host_collector::app::Running;
-use sqlx::{MySqlPool, SqlitePool};
+use sqlx::{MySqlPool, PgPool, SqlitePool};
 use test_support::collector::*;
 use test_support::db::*;
 use test_support::poll::eventually;
@@ -44,6 +44,7 @@ async fn wait_settled(running: &Running, n: u64) {
 enum Db {
     Maria(MySqlPool),
     Lite(SqlitePool),
+    Pg(PgPool),
 }
 
 /// A dead letter as read back: seq, source, reason, line.
@@ -55,6 +56,7 @@ impl Db {
         match self {
             Db::Maria(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
             Db::Lite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            Db::Pg(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
         }
         .expect("execute");
     }
@@ -64,6 +66,11 @@ impl Db {
         match self {
             Db::Maria(p) => sqlx::query_scalar(sql).fetch_all(p).await,
             Db::Lite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            Db::Pg(p) => {
+                sqlx::query_scalar("SELECT seq FROM mcp_gateway_log ORDER BY id")
+                    .fetch_all(p)
+                    .await
+            }
         }
         .expect("read rows")
     }
@@ -74,6 +81,11 @@ impl Db {
         match self {
             Db::Maria(p) => sqlx::query_as(sql).fetch_all(p).await,
             Db::Lite(p) => sqlx::query_as(sql).fetch_all(p).await,
+            Db::Pg(p) => {
+                sqlx::query_as("SELECT seq, source, reason, log FROM mcp_dead_letters ORDER BY id")
+                    .fetch_all(p)
+                    .await
+            }
         }
         .expect("read dead letters")
     }
@@ -171,4 +183,18 @@ async fn sqlite_refused_rows_are_dead_lettered_and_the_rest_written_in_order() {
         .await
         .expect("open SQLite");
     poison_rows_go_to_dead_letters(&sqlite.url(), Db::Lite(pool), &trigger).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refused_rows_are_dead_lettered_and_the_rest_written_in_order() {
+    let db = TestPg::create("poison");
+    let trigger = format!(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+         IF NEW.tool_name = 'poison' THEN RAISE EXCEPTION '{REFUSAL}'; END IF; RETURN NEW; \
+         END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON mcp_gateway_log \
+         FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+    );
+    let pool = PgPool::connect(&db.url()).await.expect("connect");
+    poison_rows_go_to_dead_letters(&db.url(), Db::Pg(pool), &trigger).await;
 }

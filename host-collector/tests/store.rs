@@ -77,13 +77,19 @@ async fn mariadb_retention() {
     with_mariadb(|db| async move { retention_keeps_recent_rows(db.url()).await }).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_retention() {
+    let db = TestPg::create("retention");
+    retention_keeps_recent_rows(db.url()).await;
+}
+
 #[test]
 fn unknown_database_scheme_is_a_clear_error() {
     let options = StoreOptions {
         max_connections: 2,
         acquire_timeout: Duration::from_secs(1),
     };
-    let err = open("postgres://u:secret@h/db", &options)
+    let err = open("oracle://u:secret@h/db", &options)
         .err()
         .expect("refused");
     let text = err.to_string();

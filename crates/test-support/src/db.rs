@@ -118,6 +118,66 @@ where
     test(TestDb::create("hc")).await;
 }
 
+/// Runs `sql` with `psql` on the shared PostgreSQL (127.0.0.1:5432, trust auth) in
+/// `database`; returns its unaligned output without headers.
+pub fn psql(database: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "root",
+            "-d",
+            database,
+        ])
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("the psql client runs");
+    assert!(
+        out.status.success(),
+        "psql failed ({sql}): {}\nPostgreSQL must be running at 127.0.0.1:5432 (trust auth, \
+         user root)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A PostgreSQL database of this test's own on the shared server, dropped on drop.
+pub struct TestPg {
+    pub name: String,
+}
+
+impl TestPg {
+    pub fn create(label: &str) -> Self {
+        let name = format!("t_{label}_{}", unique_suffix());
+        psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"));
+        psql("postgres", &format!("CREATE DATABASE {name}"));
+        TestPg { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://root@127.0.0.1:5432/{}", self.name)
+    }
+
+    pub fn query(&self, sql: &str) -> String {
+        psql(&self.name, sql)
+    }
+}
+
+impl Drop for TestPg {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "root", "-d", "postgres", "-c"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .output();
+    }
+}
+
 /// A TCP proxy in front of a local port. Cut: every open connection is shut down and new
 /// ones are closed at once, which is what a client sees when the database is stopped.
 /// Restore: connections pass again. Threads, no runtime: usable from any test.

@@ -13,8 +13,12 @@
 //! 5. OTLP: ingest events/s with export off, on (to a receiver in this process) and on towards
 //!    a dead endpoint, rounds interleaved (database down); spans/s the receiver got while
 //!    ingest ran, and what the exporter dropped, by reason. `BENCH_ONLY=otlp` runs only this.
+//! 6. PostgreSQL: rows/s by the real writer vs one INSERT per event vs `COPY … FROM STDIN`
+//!    (the bulk path, no conflict handling), rounds interleaved. `BENCH_ONLY=postgres` runs
+//!    only this.
 //!
-//! Needs MariaDB at 127.0.0.1:3306 (root, no password); uses and drops its own database.
+//! Needs MariaDB at 127.0.0.1:3306 (root, no password) and PostgreSQL at 127.0.0.1:5432
+//! (trust auth, user root); uses and drops its own databases.
 
 #[path = "collector-bench/client.rs"]
 mod client;
@@ -27,7 +31,7 @@ use std::time::{Duration, Instant};
 use host_collector::buffer::Buffer;
 use host_collector::event::{Level, Row};
 use host_collector::internal_events::Telemetry;
-use host_collector::store::{open_mysql, Store, StoreOptions};
+use host_collector::store::{open_mysql, open_postgres, Store, StoreOptions};
 use host_collector::writer::{Writer, WriterConfig};
 use sqlx::mysql::MySqlPool;
 
@@ -262,6 +266,105 @@ async fn bench_writer(db_url: &str) -> Result<(), Error> {
     }
     let (b, s) = (median(batched), median(single));
     println!("writer into MariaDB (median of {ROUNDS}): batched {b:.0} rows/s, one-per-event {s:.0} rows/s, ratio {:.1}x", b / s);
+    Ok(())
+}
+
+/// One column of PostgreSQL's COPY text format: tabs, newlines and backslashes escaped.
+fn copy_text(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+/// Rows/s of one `COPY … FROM STDIN` of `n` rows.
+async fn writer_copy(pool: &sqlx::PgPool, source: &str, n: u64) -> Result<f64, Error> {
+    let input = rows(source, n);
+    let started = Instant::now();
+    let opt = |v: &Option<String>| v.as_deref().map_or("\\N".to_string(), copy_text);
+    let mut text = String::with_capacity(input.len() * 600);
+    for row in &input {
+        let fields = [
+            opt(&row.trace_id),
+            opt(&row.span_id),
+            opt(&row.instance_id),
+            opt(&row.mcp_method),
+            opt(&row.tool_name),
+            opt(&row.token_header),
+            opt(&row.token),
+            copy_text(&row.event),
+            // The "char" level, as an octal escape of its byte.
+            format!("\\{:03o}", row.level as i8),
+            copy_text(&row.log),
+            copy_text(&row.source),
+            row.seq.to_string(),
+            row.created_at.to_string(),
+            row.received_at.to_string(),
+        ];
+        text.push_str(&fields.join("\t"));
+        text.push('\n');
+    }
+    let mut conn = pool.acquire().await?;
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY mcp_gateway_log (trace_id, span_id, instance_id, mcp_method, tool_name, \
+             token_header, token, event, level, log, source, seq, created_at, received_at) \
+             FROM STDIN",
+        )
+        .await?;
+    copy.send(text.as_bytes()).await?;
+    let copied = copy.finish().await?;
+    assert_eq!(copied, n);
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn bench_postgres() -> Result<(), Error> {
+    let admin = sqlx::PgPool::connect("postgres://root@127.0.0.1:5432/postgres")
+        .await
+        .map_err(|e| format!("PostgreSQL at 127.0.0.1:5432 is required: {e}"))?;
+    let name = format!("hc_bench_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await?;
+    let url = format!("postgres://root@127.0.0.1:5432/{name}");
+    let result = async {
+        let store = Arc::new(open_postgres(&url, &store_options())?);
+        store.prepare().await?;
+        let pool = sqlx::PgPool::connect(&url).await?;
+        let (mut batched, mut single, mut copied) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            batched.push(writer_batched(store.clone(), &format!("batched-{round}"), 20_000).await?);
+            let input = rows(&format!("single-{round}"), 2_000);
+            let started = Instant::now();
+            let inserted = store.insert_each(&input).await?;
+            assert_eq!(inserted, 2_000);
+            single.push(2_000.0 / started.elapsed().as_secs_f64());
+            copied.push(writer_copy(&pool, &format!("copy-{round}"), 20_000).await?);
+            println!(
+                "  round {round}: batched writer {:>9.0} rows/s   one INSERT per event {:>7.0} rows/s   COPY {:>9.0} rows/s",
+                batched[round], single[round], copied[round]
+            );
+        }
+        let (b, s, c) = (median(batched), median(single), median(copied));
+        println!(
+            "writer into PostgreSQL (median of {ROUNDS}): batched {b:.0} rows/s, one-per-event {s:.0} rows/s ({:.1}x slower), COPY {c:.0} rows/s ({:.2}x the batched writer)",
+            b / s,
+            c / b
+        );
+        Ok::<(), Error>(())
+    }
+    .await;
+    pool_drop(&admin, &name).await?;
+    result
+}
+
+async fn pool_drop(admin: &sqlx::PgPool, name: &str) -> Result<(), Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(admin)
+    .await?;
     Ok(())
 }
 
@@ -509,6 +612,10 @@ async fn main() -> Result<(), Error> {
         println!("== OTLP export cost on ingest ==");
         return bench_otlp().await;
     }
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "postgres") {
+        println!("== writer into PostgreSQL: batched vs one INSERT per event vs COPY ==");
+        return bench_postgres().await;
+    }
     let admin = MySqlPool::connect(ADMIN_URL)
         .await
         .map_err(|e| format!("MariaDB at 127.0.0.1:3306 is required: {e}"))?;
@@ -526,6 +633,8 @@ async fn main() -> Result<(), Error> {
         bench_spool().await?;
         println!("== OTLP export cost on ingest ==");
         bench_otlp().await?;
+        println!("== writer into PostgreSQL: batched vs one INSERT per event vs COPY ==");
+        bench_postgres().await?;
         println!("== memory under flood, database down ==");
         bench_memory().await
     }

@@ -1,7 +1,9 @@
-//! Storage: one interface over MySQL/MariaDB (production) and SQLite (embedded default).
+//! Storage: one interface over MySQL/MariaDB and PostgreSQL (production) and SQLite
+//! (embedded default).
 //! Owns schema creation/migration, batched idempotent inserts, retention deletes and reads.
 
 mod mysql;
+mod postgres;
 mod sql;
 mod sqlite;
 
@@ -16,6 +18,7 @@ use chrono::NaiveDateTime;
 use crate::event::Row;
 
 pub use mysql::open as open_mysql;
+pub use postgres::open as open_postgres;
 pub use sql::{SqlStore, MAX_STATEMENT_ROWS};
 pub use sqlite::open as open_sqlite;
 
@@ -246,11 +249,13 @@ pub struct StoreOptions {
 pub fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("mysql://") || url.starts_with("mariadb://") {
         Ok(Arc::new(mysql::open(url, options)?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::open(url, options)?))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::open(url, options)?))
     } else {
         Err(StoreError::Config(format!(
-            "unsupported database URL scheme in {:?}: use mysql://… or sqlite://path",
+            "unsupported database URL scheme in {:?}: use mysql://…, postgres://… or sqlite://path",
             redact_url(url)
         )))
     }

@@ -23,8 +23,10 @@ const ROW_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 /// What differs between MySQL/MariaDB and SQLite.
 pub trait Backend: Database {
     const NAME: &'static str;
-    /// Insert that silently skips rows violating the `(source, seq)` unique key.
+    /// Insert that silently skips rows violating the `(source, seq)` unique key: this before
+    /// the table, `INSERT_IGNORE_SUFFIX` after the values.
     const INSERT_IGNORE: &'static str;
+    const INSERT_IGNORE_SUFFIX: &'static str = "";
     /// `seq` as a signed 64-bit value (MySQL stores it unsigned).
     const SEQ_AS_SIGNED: &'static str;
     const SCHEMA_VERSION_DDL: &'static str;
@@ -42,6 +44,11 @@ pub trait Backend: Database {
     /// serialises schema changes itself (SQLite: one writer, one file).
     const MIGRATION_LOCK: Option<(&'static str, &'static str)>;
     fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// `sql` with its `?` placeholders in this database's syntax (PostgreSQL numbers them).
+    fn placeholders(sql: &str) -> String {
+        sql.to_string()
+    }
 }
 
 /// How long a collector waits for another one's migration (the lock statements say 30 s).
@@ -58,10 +65,11 @@ pub struct SqlStore<DB: Backend> {
 fn insert_sql<DB: Backend>(rows: usize) -> SqlStr {
     let values = vec![ROW_PLACEHOLDERS; rows].join(", ");
     let sql = format!(
-        "{} mcp_gateway_log ({COLUMNS}) VALUES {values}",
-        DB::INSERT_IGNORE
+        "{} mcp_gateway_log ({COLUMNS}) VALUES {values}{}",
+        DB::INSERT_IGNORE,
+        DB::INSERT_IGNORE_SUFFIX
     );
-    sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))
+    sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(DB::placeholders(&sql)))
 }
 
 /// Splits `n` rows into power-of-two chunks, largest first (137 -> 128, 8, 1).
@@ -161,10 +169,12 @@ where
                     .execute(&mut *conn)
                     .await?;
             }
-            sqlx::query("INSERT INTO collector_schema (version) VALUES (?)")
-                .bind(version)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(AssertSqlSafe(DB::placeholders(
+                "INSERT INTO collector_schema (version) VALUES (?)",
+            )))
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }
@@ -212,11 +222,12 @@ where
         let mut inserted = 0;
         for letter in letters {
             let row = &letter.row;
-            let result = sqlx::query(AssertSqlSafe(format!(
+            let result = sqlx::query(AssertSqlSafe(DB::placeholders(&format!(
                 "{} mcp_dead_letters (source, seq, created_at, received_at, dead_at, reason, log) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-                DB::INSERT_IGNORE
-            )))
+                 VALUES (?, ?, ?, ?, ?, ?, ?){}",
+                DB::INSERT_IGNORE,
+                DB::INSERT_IGNORE_SUFFIX
+            ))))
             .bind(row.source.as_str())
             .bind(row.seq as i64)
             .bind(row.created_at)
