@@ -157,59 +157,70 @@ async fn accounting_and_red_metrics_over_http() {
     running.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_collectors_on_one_database_answer_the_same_accounting_from_the_store() {
-    with_mariadb(|db| async move {
-        let flags = ["--status-flush-interval", "100ms"];
-        let a = start(&db.url(), &flags).await;
-        let b = start(&db.url(), &flags).await;
-        // Envoy balanced vm-a's batches: seqs 1-3 and its status record to A, 5-6 to B;
-        // seq 4 was dropped by the filter (buffer_full 1).
-        let to_a = body(&[
-            event("vm-a", 1, ""),
-            event("vm-a", 2, ""),
-            event("vm-a", 3, ""),
-            status("vm-a", 1, 6),
-        ]);
-        assert_eq!(post(a.addr, to_a).await.json()["accepted"], 3);
-        assert_eq!(
-            post(b.addr, events("vm-a", 5..=6)).await.json()["accepted"],
-            2
-        );
-        wait_persisted(&a, 3).await;
-        wait_persisted(&b, 2).await;
+/// Two collectors on the database at `url`, a source's events split between them.
+async fn two_collectors_answer_the_same_accounting_from_the_store(url: String) {
+    let flags = ["--status-flush-interval", "100ms"];
+    let a = start(&url, &flags).await;
+    let b = start(&url, &flags).await;
+    // Envoy balanced vm-a's batches: seqs 1-3 and its status record to A, 5-6 to B;
+    // seq 4 was dropped by the filter (buffer_full 1).
+    let to_a = body(&[
+        event("vm-a", 1, ""),
+        event("vm-a", 2, ""),
+        event("vm-a", 3, ""),
+        status("vm-a", 1, 6),
+    ]);
+    assert_eq!(post(a.addr, to_a).await.json()["accepted"], 3);
+    assert_eq!(
+        post(b.addr, events("vm-a", 5..=6)).await.json()["accepted"],
+        2
+    );
+    wait_persisted(&a, 3).await;
+    wait_persisted(&b, 2).await;
 
-        let from_store = |running: &host_collector::app::Running| {
-            let addr = running.addr;
-            async move {
-                let reply = get(addr, "/v1/accounting?from=store").await;
-                assert_eq!(reply.status, 200, "{}", reply.body);
-                reply.json()
-            }
-        };
-        eventually(
-            "A's status merged into the store",
-            Duration::from_secs(20),
-            || async { from_store(&b).await["sources"][0]["emitted"] == 6 },
-        )
-        .await;
-        let expected = json!({
-            "source": "vm-a", "events": 5, "highest_seq": 6, "gaps": 1, "duplicates": 0,
-            "dead_letters": 0, "filter_dropped": {"buffer_full": 1, "callout_failed": 0,
-            "rejected_by_collector": 0}, "emitted": 6, "unaccounted": 0
-        });
-        for running in [&a, &b] {
-            let report = from_store(running).await;
-            assert_eq!(report["from"], "store");
-            assert_eq!(source(&report, "vm-a"), &expected, "{report}");
-            assert_eq!(report["totals"]["unaccounted"], 0);
+    let from_store = |running: &host_collector::app::Running| {
+        let addr = running.addr;
+        async move {
+            let reply = get(addr, "/v1/accounting?from=store").await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            reply.json()
         }
-        // Each collector's own view sees only its part.
-        assert_eq!(source(&accounting(&b).await, "vm-a")["events"], 2);
-        let bad = get(a.addr, "/v1/accounting?from=elsewhere").await;
-        assert_eq!(bad.status, 400);
-        a.shutdown().await;
-        b.shutdown().await;
+    };
+    eventually(
+        "A's status merged into the store",
+        Duration::from_secs(20),
+        || async { from_store(&b).await["sources"][0]["emitted"] == 6 },
+    )
+    .await;
+    let expected = json!({
+        "source": "vm-a", "events": 5, "highest_seq": 6, "gaps": 1, "duplicates": 0,
+        "dead_letters": 0, "filter_dropped": {"buffer_full": 1, "callout_failed": 0,
+        "rejected_by_collector": 0}, "emitted": 6, "unaccounted": 0
+    });
+    for running in [&a, &b] {
+        let report = from_store(running).await;
+        assert_eq!(report["from"], "store");
+        assert_eq!(source(&report, "vm-a"), &expected, "{report}");
+        assert_eq!(report["totals"]["unaccounted"], 0);
+    }
+    // Each collector's own view sees only its part.
+    assert_eq!(source(&accounting(&b).await, "vm-a")["events"], 2);
+    let bad = get(a.addr, "/v1/accounting?from=elsewhere").await;
+    assert_eq!(bad.status, 400);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_on_one_mariadb_answer_the_same_accounting_from_the_store() {
+    with_mariadb(|db| async move {
+        two_collectors_answer_the_same_accounting_from_the_store(db.url()).await
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_on_one_postgres_answer_the_same_accounting_from_the_store() {
+    let db = test_support::db::TestPg::create("accounting");
+    two_collectors_answer_the_same_accounting_from_the_store(db.url()).await;
 }
