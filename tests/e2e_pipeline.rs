@@ -3,7 +3,8 @@
 //! request's events land in `mcp_gateway_log` with matching trace ids, methods and tools, that
 //! no raw credential is stored, and that stopping the collector for a while neither disturbs
 //! traffic nor loses events: sent = stored + counted drops, exactly. A second test replaces
-//! the filter's configuration through LDS and checks the retired one ships its buffer.
+//! the filter's configuration through LDS and checks the retired one ships its buffer. A
+//! third ships to a collector serving TLS, through Envoy's upstream TLS.
 // Tests fail loudly: unwrap, expect and panic are how they report (the workspace denies
 // them outside tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -275,4 +276,74 @@ fn a_replaced_filter_configuration_ships_its_buffer_before_retiring() {
     );
     let status = http::post(&url, &headers, call).expect("POST").status;
     assert_eq!(status, 200, "the new configuration serves");
+}
+
+/// The collector serves TLS (`--tls-cert`/`--tls-key`, a certificate made here with openssl);
+/// Envoy reaches it with an upstream TLS context that trusts it. Every event arrives; plain
+/// HTTP to the same port gets no answer.
+#[test]
+fn events_reach_a_collector_serving_tls() {
+    let dir = test_support::paths::TestDir::new("tls");
+    let (cert, key) = (dir.file("cert.pem"), dir.file("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let db = TestDb::create("tls");
+    let collector = Collector::start_pipeline(&db.url(), &["--tls-cert", &cert, "--tls-key", &key]);
+    let plain = http::get(&format!("http://127.0.0.1:{}/health", collector.port));
+    assert!(
+        plain.is_err(),
+        "plain HTTP gets no answer from the TLS listener: {plain:?}"
+    );
+
+    let server = DemoServer::start(DemoKind::Streamable {
+        json_response: true,
+        stateless: true,
+    });
+    let envoy = test_support::pipeline::start_envoy(
+        server.port,
+        collector.port,
+        &test_support::pipeline::EnvoyOptions {
+            collector_tls_ca: Some(cert),
+            ..test_support::pipeline::EnvoyOptions::default()
+        },
+    );
+    let url = envoy.url("/mcp/demo/mcp");
+    for id in 0..5 {
+        let reply = http::post(
+            &url,
+            test_support::pipeline::MCP_HEADERS,
+            test_support::pipeline::echo_call(id, "over tls"),
+        )
+        .expect("request");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let shipped = wait_until(Duration::from_secs(30), POLL, || {
+        let counts = test_support::pipeline::FilterCounts::read(&envoy);
+        (counts.emitted >= 10 && counts.emitted == db.rows()).then_some(counts)
+    });
+    let counts = shipped.unwrap_or_else(|| {
+        panic!(
+            "events never arrived over TLS: {:?}, {} rows\n{}",
+            test_support::pipeline::FilterCounts::read(&envoy),
+            db.rows(),
+            collector.logs()
+        )
+    });
+    assert_eq!(counts.dropped(), 0);
 }

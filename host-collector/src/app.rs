@@ -159,7 +159,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         port: addr.port(),
         gateway_health_url: config.http.gateway_health_url.clone(),
     });
-    let server = serve(listener, http::router(state), http_stop_rx);
+    let server = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => {
+            let acceptor = http::tls::acceptor(cert, key).map_err(StartError)?;
+            http::tls::serve(listener, http::router(state), acceptor, http_stop_rx)
+        }
+        _ => serve(listener, http::router(state), http_stop_rx),
+    };
     let metrics_server = serve(
         metrics_listener,
         http::metrics_router(registry),

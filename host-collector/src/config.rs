@@ -99,6 +99,14 @@ pub struct HttpArgs {
           value_parser = parse_token)]
     pub query_token: Vec<String>,
 
+    /// Serve the main listener over TLS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "COLLECTOR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "COLLECTOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Accept requests without a token: for local experiments only.
     #[arg(long, env = "COLLECTOR_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
@@ -525,6 +533,13 @@ impl Config {
                 },
             ),
             ("insecure_no_auth", self.http.insecure_no_auth.to_string()),
+            (
+                "tls",
+                self.http
+                    .tls_cert
+                    .as_ref()
+                    .map_or("off".into(), |c| format!("on ({})", c.display())),
+            ),
             ("max_body_bytes", self.http.max_body_bytes.to_string()),
             ("queue_budget", self.buffer.queue_budget.to_string()),
             (

@@ -133,8 +133,13 @@ impl Collector {
         let name = format!("host-collector-{}", self.starts);
         let mut proc = Proc::spawn(&name, command, &self.dir.path).expect("spawn collector");
         let health = format!("http://127.0.0.1:{}/health", self.port);
+        // A TLS listener is up once it accepts connections (this client speaks plain HTTP).
+        let tls = self.args.iter().any(|a| a == "--tls-cert");
         let up = wait_until(STARTUP_DEADLINE, POLL, || {
             proc.assert_running();
+            if tls {
+                return std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            }
             matches!(http::get(&health), Ok((200 | 503, _)))
         });
         assert!(up.is_some(), "collector not serving\n{}", proc.logs());

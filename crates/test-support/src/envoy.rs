@@ -91,6 +91,8 @@ pub struct EnvoyConfig<'a> {
     /// Envoy's exact connection balance: each new connection goes to the worker with the
     /// fewest, so two connections opened one after the other land on different workers.
     pub spread_connections: bool,
+    /// Clusters reached over TLS: (name, PEM file of the CA to trust; SNI `localhost`).
+    pub tls_clusters: &'a [(&'a str, &'a str)],
 }
 
 impl Default for EnvoyConfig<'_> {
@@ -102,6 +104,7 @@ impl Default for EnvoyConfig<'_> {
             route_timeout: "0s",
             access_log: false,
             spread_connections: false,
+            tls_clusters: &[],
         }
     }
 }
@@ -156,11 +159,29 @@ impl EnvoyConfig<'_> {
                         )
                     })
                     .collect();
+                let tls = self
+                    .tls_clusters
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, ca)| {
+                        format!(
+                            r#"
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: localhost
+        common_tls_context:
+          validation_context:
+            trusted_ca: {{ filename: {ca} }}"#
+                        )
+                    })
+                    .unwrap_or_default();
                 format!(
                     r#"
   - name: {name}
     type: STATIC
-    connect_timeout: 0.5s
+    connect_timeout: 0.5s{tls}
     load_assignment:
       cluster_name: {name}
       endpoints:

@@ -49,6 +49,8 @@ pub struct EnvoyOptions {
     pub log_events: bool,
     pub buffer_bytes: usize,
     pub workers: u32,
+    /// The collectors serve TLS with a certificate this PEM CA file signs.
+    pub collector_tls_ca: Option<String>,
 }
 
 impl Default for EnvoyOptions {
@@ -58,6 +60,7 @@ impl Default for EnvoyOptions {
             log_events: false,
             buffer_bytes: 8 * 1024 * 1024,
             workers: 2,
+            collector_tls_ca: None,
         }
     }
 }
@@ -84,10 +87,17 @@ pub fn start_envoy_with_collectors(
     );
     let mut clusters = vec![("upstream", upstream_port)];
     clusters.extend(collector_ports.iter().map(|&port| ("collector", port)));
+    let tls: Vec<(&str, &str)> = options
+        .collector_tls_ca
+        .as_deref()
+        .map(|ca| ("collector", ca))
+        .into_iter()
+        .collect();
     let config = envoy_yaml(&EnvoyConfig {
         filter: &filter,
         routes: DEMO_ROUTES,
         clusters: &clusters,
+        tls_clusters: &tls,
         ..EnvoyConfig::default()
     });
     Envoy::start(&config, options.workers)

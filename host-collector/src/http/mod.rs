@@ -5,6 +5,7 @@
 
 mod access_log;
 mod auth;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
