@@ -155,3 +155,30 @@ async fn mariadb_migrations_run_under_a_database_lock() {
     })
     .await;
 }
+
+/// The collector's connections to PostgreSQL use TLS when the URL asks for it
+/// (`sslmode=require`; `verify-full` with `sslrootcert` in production): the server's own view
+/// (`pg_stat_ssl`) of every connection the store opened says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_use_tls_when_the_url_asks() {
+    let db = TestPg::create("tls");
+    let app = format!("hc_tls_{}", std::process::id());
+    let url = format!("{}?sslmode=require&application_name={app}", db.url());
+    let store = open(
+        &url,
+        &StoreOptions {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(10),
+        },
+    )
+    .expect("store");
+    store.prepare().await.expect("schema over TLS");
+    assert_eq!(store.insert_batch(&[row(1, 0)]).await.expect("insert"), 1);
+    let seen = db.query(&format!(
+        "SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a ON a.pid = s.pid WHERE a.application_name = '{app}'"
+    ));
+    let (connections, all_tls) = seen.split_once('|').expect("count|ssl");
+    assert!(connections.parse::<u32>().unwrap_or(0) >= 1, "{seen}");
+    assert_eq!(all_tls, "t", "every connection of the store is TLS: {seen}");
+}
