@@ -77,13 +77,19 @@ fn fault_three_collectors_one_killed_one_restarted_under_load() {
             .ok()
             .map(|r| r.json())
     };
+    let mut last_reports = Vec::new();
     let settled_accounting =
-        wait_until(Duration::from_secs(20), Duration::from_millis(250), || {
-            let reports: Vec<_> = collectors.iter().filter_map(from_store).collect();
-            let agree = reports.len() == collectors.len()
-                && reports.windows(2).all(|w| w[0]["totals"] == w[1]["totals"])
-                && reports[0]["totals"]["unaccounted"] == 0;
-            agree.then(|| reports[0].clone())
+        wait_until(Duration::from_secs(60), Duration::from_millis(250), || {
+            let reports: Vec<_> = collectors.iter().map(from_store).collect();
+            let agree = reports.iter().all(Option::is_some)
+                && reports.windows(2).all(|w| {
+                    w[0].as_ref().map(|r| &r["totals"]) == w[1].as_ref().map(|r| &r["totals"])
+                })
+                && reports[0]
+                    .as_ref()
+                    .is_some_and(|r| r["totals"]["unaccounted"] == 0);
+            last_reports = reports.clone();
+            agree.then(|| reports[0].clone()).flatten()
         });
     figures(
         "fault_scale_out_three_collectors",
@@ -109,6 +115,8 @@ fn fault_three_collectors_one_killed_one_restarted_under_load() {
     assert_eq!(lost, 0);
     assert_no_duplicate_seqs(&db);
     assert_eq!(restarted_exit, Some(0), "SIGTERM drains and exits 0");
-    let report = settled_accounting.expect("every collector answers the same store accounting");
+    let report = settled_accounting.unwrap_or_else(|| {
+        panic!("every collector answers the same store accounting: {last_reports:#?}")
+    });
     assert_eq!(report["totals"]["events"], stored + dead);
 }
