@@ -534,16 +534,26 @@ fn server_requests_are_audited_and_matched_to_the_clients_answers() {
             value("mcp.outcome"),
             value("duration_ms"),
         );
-        let answered = |rows: &str| {
-            rows.lines()
-                .filter(|l| l.starts_with("server.request.answered"))
-                .count()
+        let count =
+            |rows: &str, prefix: &str| rows.lines().filter(|l| l.starts_with(prefix)).count();
+        // Each worker VM ships on its own: the server's requests (seen on its stream) and the
+        // client's answers (POSTed, maybe to another worker) arrive in any order. Wait for all.
+        let complete = |rows: &str| {
+            count(rows, "server.request\t") == 2
+                && count(rows, "server.request.answered\t") == 2
+                && count(rows, "server.notification\tnotifications/progress\t") >= 2
+                && count(rows, "server.notification\tnotifications/message\t") == 1
         };
         let rows = wait_until(Duration::from_secs(30), POLL, || {
             let rows = gateway.db.query(&sql);
-            (answered(&rows) == 2).then_some(rows)
+            complete(&rows).then_some(rows)
         })
-        .unwrap_or_else(|| panic!("{pair}: answers never stored: {}", gateway.db.query(&sql)));
+        .unwrap_or_else(|| {
+            panic!(
+                "{pair}: server events never all stored: {}",
+                gateway.db.query(&sql)
+            )
+        });
         let lines: Vec<Vec<&str>> = rows.lines().map(|l| l.split('\t').collect()).collect();
         let of = |event: &str, method: &str| {
             lines
