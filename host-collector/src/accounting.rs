@@ -190,25 +190,52 @@ impl Accounting {
 
 impl SourceState {
     fn report(&self, source: &str) -> SourceReport {
-        // Saturating throughout: filter counters come off the wire and may be forged near
-        // u64::MAX; a report must never overflow (a panic in debug, a wrap in release).
-        let filter_total: u64 = self
-            .filter_dropped
-            .values()
-            .fold(0u64, |a, b| a.saturating_add(*b));
-        SourceReport {
+        SourceReport::derive(SourceCounts {
             source: source.to_string(),
             events: self.events,
             highest_seq: self.highest_seq,
-            // Saturating: a seq 0 (outside the contract) must not wrap around.
-            gaps: self.highest_seq.saturating_sub(self.events),
             duplicates: self.duplicates,
             dead_letters: self.dead_letters,
             filter_dropped: self.filter_dropped.clone(),
             emitted: self.emitted,
-            unaccounted: self.emitted.map(|e| {
-                clamp_i64(e).saturating_sub(clamp_i64(self.events.saturating_add(filter_total)))
-            }),
+        })
+    }
+}
+
+/// What is counted of one source, wherever it was counted (this process, or the store); the
+/// report derives `gaps` and `unaccounted` from it.
+pub struct SourceCounts {
+    pub source: String,
+    pub events: u64,
+    pub highest_seq: u64,
+    pub duplicates: u64,
+    pub dead_letters: u64,
+    pub filter_dropped: BTreeMap<String, u64>,
+    pub emitted: Option<u64>,
+}
+
+impl SourceReport {
+    pub fn derive(c: SourceCounts) -> SourceReport {
+        // Saturating throughout: filter counters come off the wire and may be forged near
+        // u64::MAX; a report must never overflow (a panic in debug, a wrap in release).
+        let filter_total: u64 = c
+            .filter_dropped
+            .values()
+            .fold(0u64, |a, b| a.saturating_add(*b));
+        let accounted = c.events.saturating_add(filter_total);
+        SourceReport {
+            source: c.source,
+            events: c.events,
+            highest_seq: c.highest_seq,
+            // Saturating: a seq 0 (outside the contract) must not wrap around.
+            gaps: c.highest_seq.saturating_sub(c.events),
+            duplicates: c.duplicates,
+            dead_letters: c.dead_letters,
+            filter_dropped: c.filter_dropped,
+            emitted: c.emitted,
+            unaccounted: c
+                .emitted
+                .map(|e| clamp_i64(e).saturating_sub(clamp_i64(accounted))),
         }
     }
 }

@@ -76,6 +76,7 @@ pub async fn run(args: &ImportArgs) -> Result<ImportReport, String> {
     let mut rows = Vec::with_capacity(BATCH_ROWS);
     for path in &args.logs {
         for line in read_lines(path)? {
+            let line = line?;
             let Some(payload) = mcp_contract::recovery::payload(&line) else {
                 continue;
             };
@@ -117,8 +118,9 @@ async fn write(store: &dyn Store, rows: &mut Vec<Row>) -> Result<u64, String> {
     Ok(inserted)
 }
 
-/// A log's lines, lossily decoded (a log may hold other processes' bytes).
-fn read_lines(path: &PathBuf) -> Result<Vec<String>, String> {
+/// A log's lines as they are read (a log can be large), lossily decoded (a log may hold
+/// other processes' bytes).
+fn read_lines(path: &PathBuf) -> Result<impl Iterator<Item = Result<String, String>> + '_, String> {
     let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
@@ -126,11 +128,8 @@ fn read_lines(path: &PathBuf) -> Result<Vec<String>, String> {
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         Box::new(std::io::BufReader::new(file))
     };
-    reader
-        .split(b'\n')
-        .map(|line| {
-            line.map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
-        })
-        .collect()
+    Ok(reader.split(b'\n').map(move |line| {
+        line.map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }))
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::accounting::{Accounting, OtherReport, SourceReport, Totals};
+use crate::accounting::{Accounting, OtherReport, SourceCounts, SourceReport, Totals};
 use crate::store::{SourceStatus, SourceTotals, Store, StoreError, EMITTED_REASON};
 
 /// `GET /v1/accounting?from=store`.
@@ -43,31 +43,23 @@ pub async fn report(store: &dyn Store) -> Result<StoreAccountingReport, StoreErr
 }
 
 fn source_report(t: SourceTotals) -> SourceReport {
-    let events = t.stored.saturating_add(t.dead_letters);
     let emitted = t.status.get(EMITTED_REASON).copied();
     let filter_dropped: BTreeMap<String, u64> = t
         .status
         .into_iter()
         .filter(|(reason, _)| reason != EMITTED_REASON)
         .collect();
-    let dropped = filter_dropped
-        .values()
-        .fold(0u64, |a, b| a.saturating_add(*b));
-    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    SourceReport {
+    SourceReport::derive(SourceCounts {
         source: t.source,
-        events,
+        events: t.stored.saturating_add(t.dead_letters),
         highest_seq: t.highest_seq,
-        gaps: t.highest_seq.saturating_sub(events),
         // Ignored duplicates are counted by each collector at ingest; the store only knows
         // it never stored one.
         duplicates: 0,
         dead_letters: t.dead_letters,
         filter_dropped,
         emitted,
-        unaccounted: emitted
-            .map(|e| clamp(e).saturating_sub(clamp(events.saturating_add(dropped)))),
-    }
+    })
 }
 
 /// This collector's view of its sources' status, as store rows.
