@@ -39,9 +39,12 @@ build: wasm
 	cargo build --workspace --bins
 
 ## test: unit, wasm-level (wasmtime host) and end-to-end (real Envoy + rmcp, Python and
-## TypeScript SDK peers, Prometheus, Chromium) tests
+## TypeScript SDK peers, Prometheus, Chromium) tests. The end-to-end tests spend most of their
+## time waiting on the processes they start, so three run at once even on 2 cores (the load
+## faults take turns on their own: see tests/reliability_pipeline).
+TEST_THREADS ?= 3
 test: build test-tools peers
-	cargo test --workspace
+	cargo test --workspace -- --test-threads=$(TEST_THREADS)
 
 ## lint: formatting, clippy for the host and the wasm32-wasip1 target, no module cycles
 lint: setup

@@ -1454,6 +1454,7 @@ def git_commit() -> str:
 
 
 def main() -> int:
+    global WORKLOADS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target")))
     p.add_argument("--envoy", default=os.environ.get("ENVOY_BIN", str(ROOT / ".venv/bin/envoy")))
@@ -1475,7 +1476,12 @@ def main() -> int:
     p.add_argument("--out", default=str(BENCH), help="directory for results.md and results.json")
     p.add_argument("--started-at", type=float, default=None,
                    help="epoch seconds when `make bench` started (to include the build time)")
+    p.add_argument("--workloads", default="all",
+                   help="comma-separated overhead workloads to run (default all): "
+                        + ", ".join(w["name"] for w in WORKLOADS))
     args = p.parse_args()
+    if args.workloads != "all":
+        WORKLOADS = [w for w in WORKLOADS if w["name"] in args.workloads.split(",")]
 
     target = Path(args.target_dir)
     if not target.is_absolute():

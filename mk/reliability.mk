@@ -30,24 +30,18 @@ fuzz-build:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 	cd fuzz && cargo +nightly fuzz build $(FUZZ_FLAGS)
 
-# Each target runs for the given time; a crash stops make with the reproducer in
-# fuzz/artifacts/<target>/ (turn it into a case of tests/reliability_fuzz_regressions.rs or
-# host-collector/tests/hostile_fuzz_regressions.rs). Executions are printed per target.
-# $(1): the libFuzzer budget (`-max_total_time=S` or `-runs=N`), $(2): how to say it.
-define run_fuzz
-	@for t in $(FUZZ_TARGETS); do \
-	  mkdir -p fuzz/corpus/$$t; \
-	  echo "== fuzz $$t ($(2))"; \
-	  (cd fuzz && cargo +nightly fuzz run $(FUZZ_FLAGS) $$t -- $(1) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1) \
-	    | tee fuzz/$$t.log | grep -E "^(stat::number_of_executed_units|==[0-9]+== ERROR|SUMMARY|Done)" ; \
-	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
-	done
-endef
+# Every target under the same budget, FUZZ_JOBS at a time (default: the CPUs; each target
+# uses one), so on 2 cores the seven targets take four budgets of wall time, not seven. A crash
+# fails make with the reproducer in fuzz/artifacts/<target>/ (turn it into a case of
+# tests/reliability_fuzz_regressions.rs or host-collector/tests/hostile_fuzz_regressions.rs).
+# Executions are printed per target; the whole output is in fuzz/<target>.log.
+# $(1): the libFuzzer budget (`-max_total_time=S` or `-runs=N`).
+run_fuzz = tools/fuzz_run.sh "$(1)" "$(FUZZ_FLAGS)" $(FUZZ_TARGETS)
 
 fuzz-short: fuzz-build
-	$(call run_fuzz,-max_total_time=$(FUZZ_SHORT_SECONDS),$(FUZZ_SHORT_SECONDS) s)
+	$(call run_fuzz,-max_total_time=$(FUZZ_SHORT_SECONDS))
 
 # Every target until FUZZ_LONG_RUNS executions (10 M: minutes for the parsers, over an hour
 # for exchange_chunking, which drives a whole exchange twice per input).
 fuzz-long: fuzz-build
-	$(call run_fuzz,-runs=$(FUZZ_LONG_RUNS),$(FUZZ_LONG_RUNS) runs)
+	$(call run_fuzz,-runs=$(FUZZ_LONG_RUNS))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use test_support::pipeline::{figures, one_at_a_time, settle, FilterCounts, Load, Settled};
 
-use crate::{assert_no_duplicate_seqs, pipeline, CLIENTS, PAUSE};
+use crate::{assert_no_duplicate_seqs, pipeline, CLIENTS, PAUSE, STEADY};
 
 /// Collector shutdown drops reported in the logs of stopped incarnations (their metrics died
 /// with them): the `dropped_shutdown=` / `dropped_queue_full=` of the final `ev=shutdown` line.
@@ -33,14 +33,14 @@ pub(crate) fn dropped_in_logs(logs: &str) -> u64 {
 fn collector_fault(signal: &str) {
     let mut p = pipeline(&format!("collector_{}", signal.to_lowercase()), &[]);
     let load = Load::start(CLIENTS, PAUSE, Duration::from_secs(120), p.url.clone());
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(STEADY);
     let before = FilterCounts::read(&p.envoy);
     let stored_before = p.db.rows();
     let exit = p.collector.kill_with(signal);
     let served_at_kill = load.ok();
     thread::sleep(Duration::from_secs(2));
     p.collector.restart();
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(STEADY);
     let (served, errors) = load.finish();
     let settled = settle(&p.envoy, &p.db, &p.collector, Duration::from_secs(45));
     let Settled {

@@ -16,7 +16,7 @@ use test_support::pipeline::{
 };
 use test_support::poll::wait_until;
 
-use crate::{assert_no_duplicate_seqs, pipeline, Pipeline, CLIENTS, PAUSE};
+use crate::{assert_no_duplicate_seqs, pipeline, Pipeline, CLIENTS, PAUSE, STEADY};
 
 #[test]
 fn fault_envoy_restart_under_load() {
@@ -31,7 +31,7 @@ fn fault_envoy_restart_under_load() {
         url,
     } = p;
     let load = Load::start(CLIENTS, PAUSE, Duration::from_secs(120), url.clone());
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(STEADY);
     // Calibrate events per request on the first Envoy, then stop it under load.
     let mut old = envoy;
     let last = FilterCounts::read(&old);
@@ -45,7 +45,7 @@ fn fault_envoy_restart_under_load() {
     let new = start_envoy(server.port, collector.port, &EnvoyOptions::default());
     *url.lock().unwrap() = new.url("/mcp/demo/mcp");
     let served_before_new = load.ok();
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(STEADY);
     let (served, errors) = load.finish();
     // The new Envoy's identity must hold exactly.
     let new_rows = || {
@@ -139,7 +139,7 @@ fn fault_envoy_graceful_stop_under_load() {
     let _serial = one_at_a_time();
     let p = pipeline("envoy_graceful", &[]);
     let load = Load::start(CLIENTS, PAUSE, Duration::from_secs(120), p.url.clone());
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(STEADY);
     let mut old = p.envoy;
     let new = start_envoy(p.server.port, p.collector.port, &EnvoyOptions::default());
     *p.url.lock().unwrap() = new.url("/mcp/demo/mcp");

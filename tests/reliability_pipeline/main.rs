@@ -47,6 +47,10 @@ use test_support::pipeline::{per_source, start_envoy, EnvoyOptions};
 /// Load: client threads, and the pause between one client's requests.
 const CLIENTS: usize = 2;
 const PAUSE: Duration = Duration::from_millis(10);
+/// How long the load runs before a fault is injected, and again once the pipeline is back,
+/// so every fault happens mid-traffic and the recovery carries traffic too (a few hundred
+/// requests each way at this load).
+const STEADY: Duration = Duration::from_secs(2);
 
 fn json_server() -> DemoServer {
     DemoServer::start(DemoKind::Streamable {

@@ -18,7 +18,7 @@ use test_support::pipeline::{
 use test_support::poll::wait_until;
 
 use crate::collector_faults::dropped_in_logs;
-use crate::{assert_no_duplicate_seqs, json_server, CLIENTS, PAUSE};
+use crate::{assert_no_duplicate_seqs, json_server, CLIENTS, PAUSE, STEADY};
 
 /// Drops every collector counted: the running processes' metrics and the final log lines of
 /// the stopped ones.
@@ -47,14 +47,14 @@ fn fault_three_collectors_one_killed_one_restarted_under_load() {
     let envoy = start_envoy_with_collectors(server.port, &ports, &EnvoyOptions::default());
     let url = Arc::new(Mutex::new(envoy.url("/mcp/demo/mcp")));
     let load = Load::start(CLIENTS, PAUSE, Duration::from_secs(120), url);
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(STEADY);
     let killed_exit = collectors[0].kill_with("KILL");
     thread::sleep(Duration::from_secs(1));
     let restarted_exit = collectors[1].kill_with("TERM");
     collectors[1].restart();
     thread::sleep(Duration::from_secs(2));
     collectors[0].restart();
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(STEADY);
     let (served, errors) = load.finish();
 
     let mut last = (FilterCounts::default(), 0, 0, 0);
