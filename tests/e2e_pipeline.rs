@@ -284,25 +284,11 @@ fn a_replaced_filter_configuration_ships_its_buffer_before_retiring() {
 #[test]
 fn events_reach_a_collector_serving_tls() {
     let dir = test_support::paths::TestDir::new("tls");
-    let (cert, key) = (dir.file("cert.pem"), dir.file("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+    let made = test_support::tls::self_signed(&dir.path);
+    let (cert, key) = (
+        made.cert.display().to_string(),
+        made.key.display().to_string(),
     );
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let db = TestDb::create("tls");
     let collector = Collector::start_pipeline(&db.url(), &["--tls-cert", &cert, "--tls-key", &key]);
     let plain = http::get(&format!("http://127.0.0.1:{}/health", collector.port));

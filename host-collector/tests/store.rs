@@ -182,3 +182,55 @@ async fn postgres_connections_use_tls_when_the_url_asks() {
     assert!(connections.parse::<u32>().unwrap_or(0) >= 1, "{seen}");
     assert_eq!(all_tls, "t", "every connection of the store is TLS: {seen}");
 }
+
+fn tls_store(url: &str) -> Arc<dyn Store> {
+    open(
+        url,
+        &StoreOptions {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    )
+    .expect("store")
+}
+
+/// The collector's connections to MariaDB use TLS when the URL asks for it, and verify the
+/// server when given its CA (`ssl-mode=VERIFY_IDENTITY&ssl-ca=...`). The server is one of the
+/// test's own (the shared one runs without TLS); the store logs in as a user the server admits
+/// only over TLS. The same URL with TLS off is refused at login, and a CA that did not sign
+/// the server's certificate fails the handshake: no row is written either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_connections_use_tls_and_verify_the_server_when_the_url_asks() {
+    let db = TlsMariaDb::start();
+    let ca = db.cert.ca.display().to_string();
+    let verified = tls_store(&db.url(&format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}")));
+    verified.prepare().await.expect("schema over verified TLS");
+    assert_eq!(
+        verified.insert_batch(&[row(1, 0)]).await.expect("insert"),
+        1
+    );
+    let rows = || {
+        db.root_sql(&format!(
+            "SELECT COUNT(*) FROM {}.mcp_gateway_log",
+            TlsMariaDb::DATABASE
+        ))
+    };
+    assert_eq!(rows().as_deref(), Ok("1"), "the row went over TLS");
+
+    let plain = tls_store(&db.url("ssl-mode=DISABLED"));
+    let refused = plain.insert_batch(&[row(2, 0)]).await;
+    let refused = format!("{:?}", refused.expect_err("no TLS, no login"));
+    assert!(refused.contains("Access denied"), "{refused}");
+
+    let elsewhere = test_support::paths::TestDir::new("other-ca");
+    let other_ca = test_support::tls::signed_by_ca(&elsewhere.path).ca;
+    let untrusted =
+        tls_store(&db.url(&format!("ssl-mode=VERIFY_CA&ssl-ca={}", other_ca.display())));
+    let failed = untrusted.insert_batch(&[row(3, 0)]).await;
+    let failed = format!(
+        "{:?}",
+        failed.expect_err("a server its CA did not sign is refused")
+    );
+    assert!(failed.to_lowercase().contains("certificate"), "{failed}");
+    assert_eq!(rows().as_deref(), Ok("1"), "nothing written without TLS");
+}

@@ -1,6 +1,7 @@
 //! MariaDB for tests: a database of the test's own on the shared server at 127.0.0.1:3306
 //! (root, no password), created at the start and dropped at the end, and a TCP proxy in
-//! front of that server that the test cuts (the database is "down") and restores.
+//! front of that server that the test cuts (the database is "down") and restores; and a
+//! MariaDB server of the test's own with TLS on, which the shared one does not have.
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -13,7 +14,10 @@ use std::time::Duration;
 
 use sqlx::mysql::MySqlPool;
 
-use crate::paths::unique_suffix;
+use crate::paths::{free_port, unique_suffix, TestDir};
+use crate::poll::{wait_until, POLL};
+use crate::process::Proc;
+use crate::tls::{signed_by_ca, ServerCert};
 
 /// The port of the shared MariaDB server.
 pub const MARIADB_PORT: u16 = 3306;
@@ -275,6 +279,102 @@ impl Drop for DbProxy {
         self.cut();
         if let Some(t) = self.accept.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// A MariaDB server of the test's own, with TLS on (the shared server runs without): a data
+/// directory made by `mariadb-install-db` in a test directory, `mariadbd` on a free port with
+/// a certificate from a CA made for it, stopped and removed on drop. Its user
+/// [`TlsMariaDb::USER`] may only connect over TLS (`REQUIRE SSL`): a connection without TLS
+/// is refused at login, so a client that logs in as it used TLS.
+pub struct TlsMariaDb {
+    pub port: u16,
+    pub cert: ServerCert,
+    server: Proc,
+    dir: TestDir,
+}
+
+impl TlsMariaDb {
+    pub const USER: &'static str = "tls_only";
+    pub const PASSWORD: &'static str = "tls-only-password";
+    pub const DATABASE: &'static str = "audit";
+
+    pub fn start() -> Self {
+        let dir = TestDir::new("mariadb-tls");
+        let cert = signed_by_ca(&dir.path);
+        let data = dir.file("data");
+        let installed = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--auth-root-authentication-method=normal"])
+            .args(["--skip-test-db", "--user=root"])
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("mariadb-install-db runs (Debian package mariadb-server)");
+        assert!(
+            installed.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&installed.stderr)
+        );
+        let port = free_port();
+        let mut command = Command::new("/usr/sbin/mariadbd");
+        command
+            .args(["--no-defaults", "--user=root", "--skip-log-bin"])
+            .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.file("sock").display()))
+            .arg(format!("--pid-file={}", dir.file("pid").display()))
+            .arg(format!("--ssl-ca={}", cert.ca.display()))
+            .arg(format!("--ssl-cert={}", cert.cert.display()))
+            .arg(format!("--ssl-key={}", cert.key.display()));
+        let server = Proc::spawn("mariadbd", command, &dir.path).expect("mariadbd starts");
+        let db = TlsMariaDb {
+            port,
+            cert,
+            server,
+            dir,
+        };
+        let up = wait_until(Duration::from_secs(30), POLL, || {
+            db.root_sql("SELECT 1").ok().filter(|out| out == "1")
+        });
+        assert!(
+            up.is_some(),
+            "mariadbd never answered: {}",
+            db.server.logs()
+        );
+        let (user, password, database) = (Self::USER, Self::PASSWORD, Self::DATABASE);
+        let setup = db.root_sql(&format!(
+            "CREATE DATABASE {database}; \
+             CREATE USER '{user}'@'%' IDENTIFIED BY '{password}' REQUIRE SSL; \
+             GRANT ALL ON {database}.* TO '{user}'@'%'; \
+             SELECT @@have_ssl"
+        ));
+        assert_eq!(setup.as_deref(), Ok("YES"), "TLS on in the private server");
+        db
+    }
+
+    /// The URL of its database as the TLS-only user, with `params` as the query.
+    pub fn url(&self, params: &str) -> String {
+        format!(
+            "mysql://{}:{}@127.0.0.1:{}/{}?{params}",
+            Self::USER,
+            Self::PASSWORD,
+            self.port,
+            Self::DATABASE
+        )
+    }
+
+    /// Runs `sql` as root over the server's socket; its tab-separated output, or the error.
+    pub fn root_sql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("mysql")
+            .arg(format!("--socket={}", self.dir.file("sock").display()))
+            .args(["-u", "root", "-N", "-B", "-e", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
     }
 }

@@ -12,6 +12,7 @@
 //! | [`envoy`] | Envoy: its config with the filter, and a running instance |
 //! | [`demo`] | the demo MCP server and client processes |
 //! | [`pipeline`] | Envoy + filter shipping to the collector: load, counters, loss identity, figures |
+//! | [`tls`] | certificates made with `openssl` for TLS tests |
 //! | [`filter_vm`] | (feature `filter-vm`) the filter in the wasmtime proxy-wasm host |
 // Harness code fails the test it serves by panicking: unwrap, expect and panic are how it
 // reports (the workspace denies them in non-test code).
@@ -28,3 +29,4 @@ pub mod paths;
 pub mod pipeline;
 pub mod poll;
 pub mod process;
+pub mod tls;
