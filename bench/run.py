@@ -248,6 +248,17 @@ VARIANTS = {
                                     '(`"upstream": {}`)',
                            "kind": "wasm", "plugin": {"upstream": {}}, "workers": 2, "extra": True},
 }
+# Host-call calibration (`--calibrate`, or named in --variants): bench/hostcall-filter, the no-op
+# filter plus CALIBRATION_CALLS calls of one host call per request; json only.
+CALIBRATION_CALLS = 30
+HOSTCALLS = ["get_current_time", "get_property", "get_header_map_pairs", "get_header_map_value",
+             "replace_header_map_value", "get_buffer_bytes"]
+for _call in HOSTCALLS:
+    VARIANTS["hostcall-" + _call] = {
+        "label": f"calibration: the no-op filter + {CALIBRATION_CALLS} `{_call}` per request "
+                 f"(bench/hostcall-filter)",
+        "kind": "wasm", "module": "hostcall", "plugin": {"hostcall": _call, "count": CALIBRATION_CALLS},
+        "extra": True, "calibration": _call}
 SINK = "wasm-v8-sink"
 # What the sink answers to every batch (the filter reads the status and the rejected lines).
 SINK_ANSWER = '{"accepted":0,"rejected":[],"duplicates":0}'
@@ -454,7 +465,9 @@ def bench_overhead(ctx: dict) -> dict:
     extra_workloads = {w["name"] for w in WORKLOADS} if cfg.extra_workloads == "all" else \
         {s.strip() for s in cfg.extra_workloads.split(",") if s.strip()}
     section["extra_workloads"] = sorted(extra_workloads)
-    wanted = [v for v in VARIANTS if cfg.variants == "all" or v in cfg.variants.split(",")]
+    wanted = [v for v in VARIANTS
+              if (cfg.variants == "all" and (cfg.calibrate or not VARIANTS[v].get("calibration")))
+              or v in cfg.variants.split(",")]
     own_affinity = os.sched_getaffinity(0)
     try:
         if plan:
@@ -579,7 +592,7 @@ def bench_overhead(ctx: dict) -> dict:
                     pids = {"gateway": g["proc"].pid, **others}
                     try:
                         before = cas_snapshot(g["admin"])
-                        ships = (VARIANTS[v]["kind"] == "wasm" and VARIANTS[v].get("module") != "noop"
+                        ships = (VARIANTS[v]["kind"] == "wasm" and VARIANTS[v].get("module", "ours") == "ours"
                                  and not VARIANTS[v].get("sink"))
                         load = wrk(g["port"], w, body_files[w["name"]], cfg.connections, cfg.seconds, pids, plan)
                         load["cpu_s"]["collector"] += settle_collector(collector.pid, ships)
@@ -1180,6 +1193,7 @@ def overhead_report(results: dict, ov: dict) -> list[str]:
             out.append(f"| {w['name']} | {v} | {fmt_us(r['p50_us'])} | {fmt_ratio(r['p50_us_ratio'])} | "
                        f"{fmt_ratio(r['p50_us_ratio_noop'])} | {fmt_us(r['p99_us'])} | {fmt_ratio(r['p99_us_ratio'])} | "
                        f"{fmt_ratio(r['p99_us_ratio_noop'])} | {fmt_signed_us(r['p99_us_added_over_noop'])} |")
+    out += hostcall_table(ov, results)
     two = [(w, w["rows"].get(BREAKER_OFF), w["rows"].get(BREAKER_ON)) for w in ov["workloads"]
            if w["rows"].get(BREAKER_OFF) or w["rows"].get(BREAKER_ON)]
     if two:
@@ -1266,6 +1280,54 @@ def fuel_report(fu: dict) -> list[str]:
 def check_text(results: dict, key: str) -> str:
     c = next((c for c in results["checks"] if c.get("key") == key), None)
     return "n/a" if c is None else ("ok" if c["ok"] else "**MISS**")
+
+
+def hostcall_costs(ov: dict) -> dict:
+    """Per host call: CPU per request over the no-op filter, divided by the calls made."""
+    costs = {}
+    for call in HOSTCALLS:
+        row = overhead_row(ov, "json", "hostcall-" + call)
+        added = (row or {}).get("envoy_cpu_us_added_over_noop")
+        if added is not None:
+            costs[call] = added / CALIBRATION_CALLS
+    return costs
+
+
+# The proxy-wasm ABI names of the fuel section's host-call counts, by calibrated call.
+ABI_NAMES = {"proxy_get_current_time_nanoseconds": "get_current_time", "proxy_get_property": "get_property",
+             "proxy_get_header_map_pairs": "get_header_map_pairs",
+             "proxy_get_header_map_value": "get_header_map_value",
+             "proxy_replace_header_map_value": "replace_header_map_value",
+             "proxy_add_header_map_value": "replace_header_map_value",
+             "proxy_get_buffer_bytes": "get_buffer_bytes"}
+
+
+def hostcall_table(ov: dict, results: dict) -> list[str]:
+    costs = hostcall_costs(ov)
+    if not costs:
+        return []
+    out = ["", f"Host call cost (calibration: bench/hostcall-filter, the no-op filter plus {CALIBRATION_CALLS} "
+               f"calls of one host call per `json` request, against `noop` in the same run; per call = "
+               f"CPU/req over noop ÷ {CALIBRATION_CALLS}). Calls that return bytes (properties, headers, "
+               f"bodies) make Envoy allocate them inside the VM, a call back into wasm; a call that returns "
+               f"a number does not.", "",
+           "| host call | CPU/req | + noop | per call |", "| --- | ---: | ---: | ---: |"]
+    for call, per_call in costs.items():
+        r = overhead_row(ov, "json", "hostcall-" + call)
+        out.append(f"| `{call}` | {fmt_us(r['envoy_cpu_us_per_req'])} | "
+                   f"{fmt_signed_us(r['envoy_cpu_us_added_over_noop'])} | {per_call:.2f} µs |")
+    fuel = next((f for f in (results.get("fuel") or {}).get("fuel", []) if f.get("workload") == "json"), None)
+    calls = (fuel or {}).get("lifecycle_hostcalls") or {}
+    priced = [(n, count, costs.get(ABI_NAMES.get(n, ""))) for n, count in sorted(calls.items())]
+    if priced and all(cost is not None for _, _, cost in priced):
+        total = sum(count * cost for _, count, cost in priced)
+        ours = overhead_row(ov, "json", "wasm-v8")
+        added = (ours or {}).get("envoy_cpu_us_added_over_noop")
+        out += ["", "Our filter's `json` lifecycle at these prices: " + ", ".join(
+            f"{count:g} x `{n}`" for n, count, _ in priced) + f" = **{total:.1f} µs** of its "
+            + (f"+{added:.1f} µs over noop" if added is not None else "cost (wasm-v8 not measured)")
+            + " (the rest: running its wasm, the events and their shipping)."]
+    return out
 
 
 def overhead_row(ov: dict, workload: str, variant: str) -> dict | None:
@@ -1476,6 +1538,8 @@ def main() -> int:
     p.add_argument("--out", default=str(BENCH), help="directory for results.md and results.json")
     p.add_argument("--started-at", type=float, default=None,
                    help="epoch seconds when `make bench` started (to include the build time)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="also run the host-call calibration variants (bench/hostcall-filter) on json")
     p.add_argument("--workloads", default="all",
                    help="comma-separated overhead workloads to run (default all): "
                         + ", ".join(w["name"] for w in WORKLOADS))
@@ -1494,6 +1558,7 @@ def main() -> int:
         "fuel_bin": target / "debug/examples/wasm_fuel",
         "wasm": target / "wasm32-wasip1/wasm/mcp_filter.wasm",
         "wasm_files": {"ours": target / "wasm32-wasip1/wasm/mcp_filter.wasm",
+                       "hostcall": target / "wasm32-wasip1/wasm/hostcall_filter.wasm",
                        "noop": target / "wasm32-wasip1/wasm/noop_filter.wasm"},
         "past_deadline": lambda: time.monotonic() - started > DEADLINE_S,
     }

@@ -29,7 +29,7 @@ bench: setup bench-tools bench-build
 	  $(if $(filter 1,$(BENCH_README)),--readme) $(BENCH_ARGS)
 
 bench-build: setup
-	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --profile wasm --target wasm32-wasip1 -p mcp-filter -p noop-filter
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --profile wasm --target wasm32-wasip1 -p mcp-filter -p noop-filter -p hostcall-filter
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release -p host-collector --bins
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --example wasm_fuel
 
