@@ -375,6 +375,9 @@ impl Envoy {
             .args(["--log-level", "info"])
             .arg("--log-path")
             .arg(&log_path)
+            // Envoy writes its log (the filter's event lines among it) to the file every 10 s
+            // by default; tests read it as soon as the lines exist.
+            .args(["--file-flush-interval-msec", "50"])
             .args(extra_args);
         let proc = Proc::spawn("envoy", command, &dir.path).expect("spawn envoy");
         let mut envoy = Self {
