@@ -40,9 +40,9 @@ build: wasm
 
 ## test: unit, wasm-level (wasmtime host) and end-to-end (real Envoy + rmcp, Python and
 ## TypeScript SDK peers, Prometheus, Chromium) tests. The end-to-end tests spend most of their
-## time waiting on the processes they start, so three run at once even on 2 cores (the load
-## faults take turns on their own: see tests/reliability_pipeline).
-TEST_THREADS ?= 3
+## time waiting on the processes they start, so at least three run at once, even on 2 cores
+## (the load faults take turns on their own: see tests/reliability_pipeline).
+TEST_THREADS ?= $(shell n=$$(nproc); echo $$(( n > 3 ? n : 3 )))
 test: build test-tools peers
 	cargo test --workspace -- --test-threads=$(TEST_THREADS)
 
