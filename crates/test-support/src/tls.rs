@@ -35,29 +35,22 @@ fn path(file: &Path) -> &str {
     file.to_str().expect("a UTF-8 temporary path")
 }
 
+/// `openssl req -x509`: a new RSA key and a self-signed certificate for `subject`, valid
+/// one day, with `extra` arguments.
+fn self_signed_pair(subject: &str, extra: &[&str], key: &Path, cert: &Path) {
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+    ];
+    args.extend(["-subj", subject]);
+    args.extend(extra);
+    args.extend(["-keyout", path(key), "-out", path(cert)]);
+    openssl(&args, &[cert, key]);
+}
+
 /// A self-signed certificate for a server at `localhost` / `127.0.0.1`, in `dir`.
 pub fn self_signed(dir: &Path) -> ServerCert {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            SUBJECT_ALT_NAME,
-            "-keyout",
-            path(&key),
-            "-out",
-            path(&cert),
-        ],
-        &[&cert, &key],
-    );
+    self_signed_pair("/CN=localhost", &["-addext", SUBJECT_ALT_NAME], &key, &cert);
     ServerCert {
         ca: cert.clone(),
         cert,
@@ -76,24 +69,7 @@ pub fn signed_by_ca(dir: &Path) -> ServerCert {
     );
     let ext = dir.join("server.ext");
     std::fs::write(&ext, SUBJECT_ALT_NAME).expect("write the extension file");
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=mcp-gateway test CA",
-            "-keyout",
-            path(&ca_key),
-            "-out",
-            path(&ca),
-        ],
-        &[&ca, &ca_key],
-    );
+    self_signed_pair("/CN=mcp-gateway test CA", &[], &ca_key, &ca);
     openssl(
         &[
             "req",
