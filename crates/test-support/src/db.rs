@@ -304,9 +304,16 @@ impl TlsMariaDb {
         let dir = TestDir::new("mariadb-tls");
         let cert = signed_by_ca(&dir.path);
         let data = dir.file("data");
+        // mariadbd refuses to run as root unless told to; as anyone else it runs as them.
+        let as_root: &[&str] = if running_as_root() {
+            &["--user=root"]
+        } else {
+            &[]
+        };
         let installed = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--auth-root-authentication-method=normal"])
-            .args(["--skip-test-db", "--user=root"])
+            .arg("--skip-test-db")
+            .args(as_root)
             .arg(format!("--datadir={}", data.display()))
             .output()
             .expect("mariadb-install-db runs (Debian package mariadb-server)");
@@ -318,7 +325,8 @@ impl TlsMariaDb {
         let port = free_port();
         let mut command = Command::new("/usr/sbin/mariadbd");
         command
-            .args(["--no-defaults", "--user=root", "--skip-log-bin"])
+            .args(["--no-defaults", "--skip-log-bin"])
+            .args(as_root)
             .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])
             .arg(format!("--port={port}"))
             .arg(format!("--datadir={}", data.display()))
@@ -377,4 +385,11 @@ impl TlsMariaDb {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
     }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
 }
