@@ -419,6 +419,23 @@ impl Envoy {
             self.listener_port,
             self.log_text()
         );
+        // That probe's connection counts against a worker until Envoy has seen it close;
+        // with exact connection balance, the next connections must not find it there (the
+        // legacy SSE test needs its GET and POST on different workers).
+        let suffix = format!("_{}.downstream_cx_active", self.listener_port);
+        let closed = wait_until(STARTUP_DEADLINE, POLL, || {
+            let stats = self.stats();
+            let mut active = stats
+                .iter()
+                .filter(|(name, _)| name.starts_with("listener.") && name.ends_with(&suffix))
+                .map(|(_, value)| *value)
+                .peekable();
+            (active.peek().is_some() && active.all(|value| value == 0)).then_some(())
+        });
+        assert!(
+            closed.is_some(),
+            "Envoy never saw the readiness probe's connection close (listener stats {suffix})"
+        );
     }
 
     /// `http://127.0.0.1:<listener_port><path>`.
