@@ -8,8 +8,15 @@
 //!
 //!   cargo run --release --example fuel_profile -- [workload] [step] [path/to/mcp_filter.wasm]
 //!
-//! e.g. `cargo run --release --example fuel_profile -- json 50`. The `.wasm` must keep its
-//! name section (the `wasm` profile strips debug info only).
+//! e.g. `cargo run --release --example fuel_profile -- json 50`. `FUEL_PHASE=request_headers`
+//! (a name of `PHASES`) profiles that phase alone. The `.wasm` must keep its name section (the
+//! `wasm` profile strips debug info only). For fuel by source line, inlined code included, build
+//! the filter with line tables and set `WASMTIME_BACKTRACE_DETAILS=1`:
+//!
+//!   CARGO_PROFILE_WASM_DEBUG=line-tables-only CARGO_PROFILE_WASM_STRIP=none \
+//!     cargo build --profile wasm --target wasm32-wasip1 -p mcp-filter --target-dir target/lines
+//!   WASMTIME_BACKTRACE_DETAILS=1 cargo run --release --example fuel_profile -- json 20 \
+//!     target/lines/wasm32-wasip1/wasm/mcp_filter.wasm
 
 mod support;
 
@@ -43,13 +50,31 @@ fn prepared(
     Ok((vm, s))
 }
 
-/// Function names of a trap's wasm backtrace, innermost first, demangled enough to read.
+/// Function names of a trap's wasm backtrace, innermost first, demangled enough to read
+/// (functions only: frames inlined into them are left to [`source_lines`]).
 fn frames(trap: &str) -> Vec<String> {
     trap.lines()
+        .filter(|line| !line.trim_start().starts_with("- "))
         .filter_map(|line| line.split_once(" - ").map(|(_, rest)| rest))
         .map(|rest| {
             let name = rest.split(": wasm trap").next().unwrap_or(rest);
             demangle(name.trim_start_matches("mcp_filter.wasm!"))
+        })
+        .collect()
+}
+
+/// The source lines of a trap's backtrace, innermost (inlined frames included) first, paths
+/// made relative to this project; empty unless the `.wasm` has line tables and
+/// `WASMTIME_BACKTRACE_DETAILS=1` is set.
+fn source_lines(trap: &str) -> Vec<String> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+    trap.lines()
+        .filter_map(|line| line.trim_start().strip_prefix("at "))
+        .map(|at| {
+            let at = at.split(": wasm trap").next().unwrap_or(at);
+            // `file:line:column` to `file:line`.
+            let at = at.rsplit_once(':').map_or(at, |(file_line, _)| file_line);
+            at.strip_prefix(root).unwrap_or(at).to_string()
         })
         .collect()
 }
@@ -106,8 +131,14 @@ fn main() -> Result<()> {
     let mut self_fuel: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_caller: BTreeMap<String, u64> = BTreeMap::new();
     let mut inclusive: BTreeMap<String, u64> = BTreeMap::new();
+    let mut self_lines: BTreeMap<String, u64> = BTreeMap::new();
+    let mut inclusive_lines: BTreeMap<String, u64> = BTreeMap::new();
+    let only = std::env::var("FUEL_PHASE").ok();
     let mut total = 0;
     for (i, name) in PHASES.iter().enumerate() {
+        if only.as_deref().is_some_and(|only| only != *name) {
+            continue;
+        }
         let (mut vm, mut s) = prepared(&wasm, w, i)?;
         let before = vm.fuel_consumed();
         phase(&mut vm, &mut s, w, i)?;
@@ -119,7 +150,25 @@ fn main() -> Result<()> {
             let (mut vm, mut s) = prepared(&wasm, w, i)?;
             vm.set_fuel_limit(Some(at));
             if let Err(e) = phase(&mut vm, &mut s, w, i) {
-                let stack = frames(&e.to_string());
+                let trap = e.to_string();
+                let stack = frames(&trap);
+                let lines = source_lines(&trap);
+                if let Some(leaf) = lines.first() {
+                    let ours = lines
+                        .iter()
+                        .find(|l| !l.starts_with('/') && l.contains(".rs:"));
+                    let at = match ours {
+                        Some(ours) if ours != leaf => format!("{ours}  ({leaf})"),
+                        _ => leaf.clone(),
+                    };
+                    *self_lines.entry(at).or_default() += step;
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                for line in lines.into_iter().filter(|l| !l.starts_with('/')) {
+                    if seen.insert(line.clone()) {
+                        *inclusive_lines.entry(line).or_default() += step;
+                    }
+                }
                 if let Some(leaf) = stack.first() {
                     *self_fuel.entry(leaf.clone()).or_default() += step;
                     let caller = stack.get(1).map_or("", String::as_str);
@@ -141,5 +190,17 @@ fn main() -> Result<()> {
     print_top("self fuel", self_fuel, 40);
     print_top("self fuel by caller", by_caller, 40);
     print_top("inclusive fuel", inclusive, 60);
+    if !self_lines.is_empty() {
+        print_top(
+            "self fuel by source line (this project's innermost; the library line in brackets)",
+            self_lines,
+            60,
+        );
+        print_top(
+            "inclusive fuel by source line of this project",
+            inclusive_lines,
+            60,
+        );
+    }
     Ok(())
 }

@@ -490,7 +490,8 @@ impl BodyCursor {
 
 struct Http {
     state: Shared,
-    exchange: Option<Exchange>,
+    /// Boxed: the exchange is a few hundred bytes, and taking it at the end moves a pointer.
+    exchange: Option<Box<Exchange>>,
     request_body: BodyCursor,
     response_body: BodyCursor,
 }
@@ -521,7 +522,7 @@ fn send_local_reply(reply: &LocalReply) -> Result<(), &'static str> {
 impl Http {
     /// Runs `f` with the exchange and its VM environment; `None` when unconfigured.
     fn with_exchange<T>(&mut self, f: impl FnOnce(&mut Exchange, &mut Env) -> T) -> Option<T> {
-        let exchange = self.exchange.as_mut()?;
+        let exchange = self.exchange.as_deref_mut()?;
         let mut state = self.state.borrow_mut();
         let vm = state.as_mut()?;
         let mut env = vm.env();
@@ -546,7 +547,7 @@ impl Http {
                     TraceState::Keep => {}
                     TraceState::Remove => host::remove_header(headers, "tracestate")?,
                     TraceState::FromMeta => {
-                        let state = self.exchange.as_ref().and_then(Exchange::meta_tracestate);
+                        let state = self.exchange.as_deref().and_then(Exchange::meta_tracestate);
                         let state = state.unwrap_or_default().as_bytes();
                         host::replace_header(headers, "tracestate", state)?
                     }
@@ -568,7 +569,7 @@ impl Http {
 
     /// Classification into Envoy filter state (`wasm.mcp_*`), when configured and changed.
     fn mirror_filter_state(&mut self) {
-        if let Some(exchange) = self.exchange.as_mut() {
+        if let Some(exchange) = self.exchange.as_deref_mut() {
             for (key, value) in exchange.take_filter_state() {
                 // Best effort: a host without filter state loses only this mirror.
                 let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
@@ -601,7 +602,7 @@ impl Http {
         };
         let (exchange, action) = Exchange::on_request_headers(&head, &mut vm.env());
         drop(state);
-        self.exchange = Some(exchange);
+        self.exchange = Some(Box::new(exchange));
         self.apply_request_action(action)
     }
 
@@ -612,7 +613,7 @@ impl Http {
     ) -> Result<Action, &'static str> {
         if !self
             .exchange
-            .as_ref()
+            .as_deref()
             .is_some_and(Exchange::wants_request_body)
         {
             return Ok(Action::Continue);
@@ -653,7 +654,7 @@ impl Http {
         body_size: usize,
         end_of_stream: bool,
     ) -> Result<Action, &'static str> {
-        let Some(wants_bytes) = self.exchange.as_ref().map(Exchange::wants_response_bytes) else {
+        let Some(wants_bytes) = self.exchange.as_deref().map(Exchange::wants_response_bytes) else {
             return Ok(Action::Continue);
         };
         let chunk = if wants_bytes {
@@ -706,7 +707,7 @@ impl HttpContext for Http {
         // A complete response below 400 needs nothing more from Envoy.
         let needs_details = self
             .exchange
-            .as_ref()
+            .as_deref()
             .is_some_and(Exchange::needs_stream_details);
         let (code_details, response_code) = if needs_details {
             (
@@ -724,7 +725,7 @@ impl HttpContext for Http {
         // Nothing follows on_log but the context's deletion.
         if let (Some(exchange), Some(vm)) = (self.exchange.take(), self.state.borrow_mut().as_mut())
         {
-            exchange.recycle(&mut vm.buffers);
+            (*exchange).recycle(&mut vm.buffers);
         }
     }
 }

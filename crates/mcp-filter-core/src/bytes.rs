@@ -28,6 +28,14 @@ pub fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
         .map(u64::from_le_bytes)
 }
 
+/// Four bytes at `at`, if there are four.
+fn half_word_at(bytes: &[u8], at: usize) -> Option<u32> {
+    bytes
+        .get(at..at + 4)
+        .and_then(|w| <[u8; 4]>::try_from(w).ok())
+        .map(u32::from_le_bytes)
+}
+
 /// Byte string equality a word at a time, without a call to `memcmp` (which wasm runs a
 /// byte at a time): names, keys and credentials are compared on the hot path.
 pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
@@ -36,6 +44,11 @@ pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     if len < 8 {
+        // Four to seven bytes: two overlapping half-words.
+        if len >= 4 {
+            return half_word_at(a, 0) == half_word_at(b, 0)
+                && half_word_at(a, len - 4) == half_word_at(b, len - 4);
+        }
         return a == b;
     }
     let mut at = 0;
@@ -51,14 +64,24 @@ pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether `bytes` is ASCII: every byte's high bit, or-ed together a word at a time.
 pub fn is_ascii(bytes: &[u8]) -> bool {
+    let len = bytes.len();
     let mut high = 0u64;
-    let mut at = 0;
-    while let Some(word) = word_at(bytes, at) {
-        high |= word;
-        at += 8;
-    }
-    for &b in bytes.get(at..).unwrap_or_default() {
-        high |= u64::from(b);
+    if len >= 8 {
+        let mut at = 0;
+        while let Some(word) = word_at(bytes, at) {
+            high |= word;
+            at += 8;
+        }
+        // The tail, as the last word (overlapping the previous one).
+        high |= word_at(bytes, len - 8).unwrap_or(0);
+    } else if len >= 4 {
+        high = u64::from(
+            half_word_at(bytes, 0).unwrap_or(0) | half_word_at(bytes, len - 4).unwrap_or(0),
+        );
+    } else {
+        for &b in bytes {
+            high |= u64::from(b);
+        }
     }
     high & HIGHS == 0
 }
@@ -70,4 +93,27 @@ pub fn utf8(bytes: &[u8]) -> Option<&str> {
         return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
     }
     std::str::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equality_and_ascii_agree_with_the_standard_library_at_every_length_and_position() {
+        let base: Vec<u8> = (b'a'..=b'z').collect();
+        for len in 0..base.len() {
+            let a = &base[..len];
+            assert!(bytes_eq(a, a), "{len}");
+            assert!(is_ascii(a), "{len}");
+            assert!(!bytes_eq(a, &base[..len + 1]), "lengths differ: {len}");
+            for at in 0..len {
+                let mut other = a.to_vec();
+                other[at] ^= 0x20;
+                assert!(!bytes_eq(a, &other), "byte {at} of {len}");
+                other[at] = 0xc3;
+                assert_eq!(is_ascii(&other), other.is_ascii(), "byte {at} of {len}");
+            }
+        }
+    }
 }

@@ -525,7 +525,7 @@ enum Key {
     Other,
 }
 
-/// Keys as they appear in a body (quotes included), most frequent first.
+/// Keys as they appear in a body (quotes included).
 const KEYS: &[(&[u8], Key)] = &[
     (b"\"jsonrpc\"", Key::Jsonrpc),
     (b"\"id\"", Key::Id),
@@ -548,6 +548,67 @@ const KEYS: &[(&[u8], Key)] = &[
         Key::MetaProtocolVersion,
     ),
 ];
+
+/// A key literal of at most 16 bytes as two words: its first eight bytes and its last eight
+/// (overlapping when shorter than 16), zero-padded below eight; with the length, that is the
+/// whole literal. Comparing a key is then two word compares instead of a byte loop.
+const PACKED_MAX: usize = 16;
+
+/// [`packed`] at compile time, for the table.
+const fn packed_const(quoted: &[u8]) -> (u64, u64) {
+    let len = quoted.len();
+    let mut lo = 0u64;
+    let mut i = 0;
+    while i < len && i < 8 {
+        lo |= (quoted[i] as u64) << (8 * i);
+        i += 1;
+    }
+    let mut hi = 0u64;
+    if len > 8 {
+        let mut i = 0;
+        while i < 8 {
+            hi |= (quoted[len - 8 + i] as u64) << (8 * i);
+            i += 1;
+        }
+    }
+    (lo, hi)
+}
+
+/// The table's short keys, packed: `(length, first word, last word, key)`.
+const PACKED_KEYS: [(usize, u64, u64, Key); KEYS.len()] = {
+    let mut out = [(0, 0, 0, Key::Other); KEYS.len()];
+    let mut i = 0;
+    while i < KEYS.len() {
+        let (quoted, key) = KEYS[i];
+        if quoted.len() <= PACKED_MAX {
+            let (lo, hi) = packed_const(quoted);
+            out[i] = (quoted.len(), lo, hi, key);
+        }
+        i += 1;
+    }
+    out
+};
+
+/// A literal of at most [`PACKED_MAX`] bytes packed as [`packed_const`] does.
+fn packed(quoted: &[u8]) -> (u64, u64) {
+    let word = |at: usize| {
+        quoted
+            .get(at..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map_or(0, |w| u64::from_le_bytes(*w))
+    };
+    match quoted.len() {
+        len @ 9.. => (word(0), word(len - 8)),
+        8 => (word(0), 0),
+        _ => {
+            let mut lo = 0u64;
+            for (i, &b) in quoted.iter().enumerate() {
+                lo |= u64::from(b) << (8 * i);
+            }
+            (lo, 0)
+        }
+    }
+}
 
 /// Members read only where a client describes itself (`params`, `params._meta`): looked up
 /// there, and only for keys the main table does not know, so no other key pays for them.
@@ -592,9 +653,18 @@ fn key_of((literal, escapes): (&str, bool)) -> Key {
         if LENGTHS & (1u64 << quoted.len().min(63)) == 0 {
             return Key::Other;
         }
-        KEYS.iter()
-            .find(|(k, _)| bytes_eq(k, quoted))
-            .map_or(Key::Other, |(_, key)| *key)
+        if quoted.len() > PACKED_MAX {
+            return KEYS
+                .iter()
+                .find(|(k, _)| k.len() > PACKED_MAX && bytes_eq(k, quoted))
+                .map_or(Key::Other, |(_, key)| *key);
+        }
+        let (lo, hi) = packed(quoted);
+        let len = quoted.len();
+        PACKED_KEYS
+            .iter()
+            .find(|k| k.0 == len && k.1 == lo && k.2 == hi)
+            .map_or(Key::Other, |k| k.3)
     };
     if !escapes {
         return find(literal.as_bytes());
@@ -843,6 +913,28 @@ mod tests {
 
     fn text(s: Option<JsonStr>) -> Option<String> {
         s.map(|s| s.value().into_owned())
+    }
+
+    #[test]
+    fn every_key_is_found_and_no_near_miss_is() {
+        for (quoted, key) in KEYS {
+            let literal = std::str::from_utf8(quoted).expect("ASCII");
+            assert_eq!(key_of((literal, false)), *key, "{literal}");
+            // Any other byte inside the quotes is another key.
+            for at in 1..quoted.len() - 1 {
+                let mut near = quoted.to_vec();
+                near[at] ^= 0x01;
+                let near = String::from_utf8(near).expect("ASCII");
+                assert_eq!(key_of((&near, false)), Key::Other, "{near}");
+            }
+            // One byte longer or shorter, same ends.
+            let longer = format!("{}x\"", &literal[..literal.len() - 1]);
+            assert_eq!(key_of((&longer, false)), Key::Other, "{longer}");
+        }
+        // Escaped, it is still the key.
+        assert_eq!(key_of((r#""\u006aSONRPC""#, true)), Key::Other);
+        assert_eq!(key_of((r#""\u006asonrpc""#, true)), Key::Jsonrpc);
+        assert_eq!(packed(b"\"id\""), packed_const(b"\"id\""));
     }
 
     #[test]
