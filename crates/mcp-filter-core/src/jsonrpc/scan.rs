@@ -79,9 +79,18 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string literal, quotes included, and whether it has escapes.
+    #[inline]
     pub fn string(&mut self) -> Result<(&'a str, bool)> {
         self.expect(b'"')?;
         let start = self.pos - 1;
+        let escapes = self.string_rest()?;
+        Ok((self.slice(start)?, escapes))
+    }
+
+    /// The rest of a string literal after its opening quote; whether it has escapes. Apart
+    /// from [`Scanner::string`] so that the loop, called for every key and string value, returns
+    /// in a register rather than through memory.
+    fn string_rest(&mut self) -> Result<bool> {
         let bytes = self.bytes();
         let mut escapes = false;
         loop {
@@ -97,7 +106,7 @@ impl<'a> Scanner<'a> {
             match self.at(self.pos).ok_or(Syntax)? {
                 b'"' => {
                     self.pos += 1;
-                    return Ok((self.slice(start)?, escapes));
+                    return Ok(escapes);
                 }
                 b'\\' => {
                     escapes = true;
