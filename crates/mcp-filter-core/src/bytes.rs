@@ -28,6 +28,65 @@ pub fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
         .map(u64::from_le_bytes)
 }
 
+/// A byte string of at most [`Packed::MAX`] bytes as its length, its first eight bytes and
+/// its last eight (overlapping when shorter than 16; zero-padded below eight): together the
+/// whole string. Names the hot path looks up (JSON keys, header names) are compared as three
+/// integers instead of byte by byte, and a table of them is packed at compile time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packed {
+    len: usize,
+    first: u64,
+    last: u64,
+}
+
+impl Packed {
+    pub const MAX: usize = 16;
+
+    /// [`Packed::of`] at compile time (a byte loop; `None` past [`Packed::MAX`]).
+    pub const fn of_const(bytes: &[u8]) -> Option<Packed> {
+        let len = bytes.len();
+        if len > Packed::MAX {
+            return None;
+        }
+        let mut first = 0u64;
+        let mut i = 0;
+        while i < len && i < 8 {
+            first |= (bytes[i] as u64) << (8 * i);
+            i += 1;
+        }
+        let mut last = 0u64;
+        if len > 8 {
+            let mut i = 0;
+            while i < 8 {
+                last |= (bytes[len - 8 + i] as u64) << (8 * i);
+                i += 1;
+            }
+        }
+        Some(Packed { len, first, last })
+    }
+
+    /// `bytes` packed; `None` past [`Packed::MAX`] bytes.
+    pub fn of(bytes: &[u8]) -> Option<Packed> {
+        let len = bytes.len();
+        let (first, last) = match len {
+            17.. => return None,
+            9.. => (
+                word_at(bytes, 0).unwrap_or(0),
+                word_at(bytes, len - 8).unwrap_or(0),
+            ),
+            8 => (word_at(bytes, 0).unwrap_or(0), 0),
+            _ => {
+                let mut first = 0u64;
+                for (i, &b) in bytes.iter().enumerate() {
+                    first |= u64::from(b) << (8 * i);
+                }
+                (first, 0)
+            }
+        };
+        Some(Packed { len, first, last })
+    }
+}
+
 /// Four bytes at `at`, if there are four.
 fn half_word_at(bytes: &[u8], at: usize) -> Option<u32> {
     bytes
@@ -98,6 +157,23 @@ pub fn utf8(bytes: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packing_is_the_same_at_run_time_and_compile_time_and_tells_strings_apart() {
+        let base: Vec<u8> = (b'a'..=b'z').collect();
+        for len in 0..=Packed::MAX {
+            let a = &base[..len];
+            assert_eq!(Packed::of(a), Packed::of_const(a), "{len}");
+            assert_ne!(Packed::of(a), Packed::of(&base[..len + 1]), "{len}");
+            for at in 0..len {
+                let mut other = a.to_vec();
+                other[at] ^= 0x01;
+                assert_ne!(Packed::of(a), Packed::of(&other), "byte {at} of {len}");
+            }
+        }
+        assert_eq!(Packed::of(&base[..17]), None);
+        assert_eq!(Packed::of_const(&base[..17]), None);
+    }
 
     #[test]
     fn equality_and_ascii_agree_with_the_standard_library_at_every_length_and_position() {

@@ -12,7 +12,7 @@
 pub mod reference;
 mod scan;
 
-use crate::bytes::bytes_eq;
+use crate::bytes::{bytes_eq, Packed};
 use crate::methods::{self, MethodInfo, Target};
 use scan::Scanner;
 use std::borrow::Cow;
@@ -549,66 +549,16 @@ const KEYS: &[(&[u8], Key)] = &[
     ),
 ];
 
-/// A key literal of at most 16 bytes as two words: its first eight bytes and its last eight
-/// (overlapping when shorter than 16), zero-padded below eight; with the length, that is the
-/// whole literal. Comparing a key is then two word compares instead of a byte loop.
-const PACKED_MAX: usize = 16;
-
-/// [`packed`] at compile time, for the table.
-const fn packed_const(quoted: &[u8]) -> (u64, u64) {
-    let len = quoted.len();
-    let mut lo = 0u64;
-    let mut i = 0;
-    while i < len && i < 8 {
-        lo |= (quoted[i] as u64) << (8 * i);
-        i += 1;
-    }
-    let mut hi = 0u64;
-    if len > 8 {
-        let mut i = 0;
-        while i < 8 {
-            hi |= (quoted[len - 8 + i] as u64) << (8 * i);
-            i += 1;
-        }
-    }
-    (lo, hi)
-}
-
-/// The table's short keys, packed: `(length, first word, last word, key)`.
-const PACKED_KEYS: [(usize, u64, u64, Key); KEYS.len()] = {
-    let mut out = [(0, 0, 0, Key::Other); KEYS.len()];
+/// The table's keys of up to [`Packed::MAX`] bytes, packed (`None` for the longer ones).
+const PACKED_KEYS: [(Option<Packed>, Key); KEYS.len()] = {
+    let mut out = [(None, Key::Other); KEYS.len()];
     let mut i = 0;
     while i < KEYS.len() {
-        let (quoted, key) = KEYS[i];
-        if quoted.len() <= PACKED_MAX {
-            let (lo, hi) = packed_const(quoted);
-            out[i] = (quoted.len(), lo, hi, key);
-        }
+        out[i] = (Packed::of_const(KEYS[i].0), KEYS[i].1);
         i += 1;
     }
     out
 };
-
-/// A literal of at most [`PACKED_MAX`] bytes packed as [`packed_const`] does.
-fn packed(quoted: &[u8]) -> (u64, u64) {
-    let word = |at: usize| {
-        quoted
-            .get(at..)
-            .and_then(<[u8]>::first_chunk::<8>)
-            .map_or(0, |w| u64::from_le_bytes(*w))
-    };
-    match quoted.len() {
-        len @ 9.. => (word(0), word(len - 8)),
-        8 => (word(0), 0),
-        _ => {
-            let mut lo = 0u64;
-            for (i, &b) in quoted.iter().enumerate() {
-                lo |= u64::from(b) << (8 * i);
-            }
-            (lo, 0)
-        }
-    }
-}
 
 /// Members read only where a client describes itself (`params`, `params._meta`): looked up
 /// there, and only for keys the main table does not know, so no other key pays for them.
@@ -653,18 +603,16 @@ fn key_of((literal, escapes): (&str, bool)) -> Key {
         if LENGTHS & (1u64 << quoted.len().min(63)) == 0 {
             return Key::Other;
         }
-        if quoted.len() > PACKED_MAX {
+        let Some(packed) = Packed::of(quoted) else {
             return KEYS
                 .iter()
-                .find(|(k, _)| k.len() > PACKED_MAX && bytes_eq(k, quoted))
+                .find(|(k, _)| k.len() > Packed::MAX && bytes_eq(k, quoted))
                 .map_or(Key::Other, |(_, key)| *key);
-        }
-        let (lo, hi) = packed(quoted);
-        let len = quoted.len();
+        };
         PACKED_KEYS
             .iter()
-            .find(|k| k.0 == len && k.1 == lo && k.2 == hi)
-            .map_or(Key::Other, |k| k.3)
+            .find(|(k, _)| *k == Some(packed))
+            .map_or(Key::Other, |(_, key)| *key)
     };
     if !escapes {
         return find(literal.as_bytes());
@@ -934,7 +882,6 @@ mod tests {
         // Escaped, it is still the key.
         assert_eq!(key_of((r#""\u006aSONRPC""#, true)), Key::Other);
         assert_eq!(key_of((r#""\u006asonrpc""#, true)), Key::Jsonrpc);
-        assert_eq!(packed(b"\"id\""), packed_const(b"\"id\""));
     }
 
     #[test]
