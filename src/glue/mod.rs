@@ -602,7 +602,7 @@ impl Http {
         };
         let (exchange, action) = Exchange::on_request_headers(&head, &mut vm.env());
         drop(state);
-        self.exchange = Some(Box::new(exchange));
+        self.exchange = Some(exchange);
         self.apply_request_action(action)
     }
 
@@ -723,9 +723,10 @@ impl HttpContext for Http {
         };
         self.with_exchange(|exchange, env| exchange.on_stream_end(&end, env));
         // Nothing follows on_log but the context's deletion.
-        if let (Some(exchange), Some(vm)) = (self.exchange.take(), self.state.borrow_mut().as_mut())
+        if let (Some(mut exchange), Some(vm)) =
+            (self.exchange.take(), self.state.borrow_mut().as_mut())
         {
-            (*exchange).recycle(&mut vm.buffers);
+            exchange.recycle(&mut vm.buffers);
         }
     }
 }

@@ -118,9 +118,12 @@ impl Common {
         }
     }
 
-    /// The buffers, for the next exchange.
-    pub fn into_buffers(self) -> (String, Vec<u8>) {
-        (self.text, self.fragment)
+    /// The buffers, for the next exchange (this one keeps empty ones).
+    pub fn take_buffers(&mut self) -> (String, Vec<u8>) {
+        (
+            std::mem::take(&mut self.text),
+            std::mem::take(&mut self.fragment),
+        )
     }
 
     fn get(&self, range: Option<(usize, usize)>) -> Option<&str> {

@@ -87,7 +87,7 @@ impl Harness {
         &mut self,
         headers: &[(&str, &str)],
         end_of_stream: bool,
-    ) -> (Exchange, RequestAction) {
+    ) -> (Box<Exchange>, RequestAction) {
         let pairs = headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
         let head = RequestHead {
             headers: RequestHeaders::read(pairs, &self.config),

@@ -50,9 +50,12 @@ impl Elements {
         Elements { list, text }
     }
 
-    /// The buffers, for the next exchange.
-    pub fn into_buffers(self) -> (Vec<Element>, Vec<u8>) {
-        (self.list, self.text)
+    /// The buffers, for the next exchange (this one keeps empty ones).
+    pub fn take_buffers(&mut self) -> (Vec<Element>, Vec<u8>) {
+        (
+            std::mem::take(&mut self.list),
+            std::mem::take(&mut self.text),
+        )
     }
 
     pub fn len(&self) -> usize {

@@ -405,10 +405,10 @@ impl Exchange {
     }
 
     /// The exchange is over: its buffers go back to the pool for the next one.
-    pub fn recycle(self, pool: &mut BufferPool) {
+    pub fn recycle(&mut self, pool: &mut BufferPool) {
         pool.give(Buffers {
-            common: self.common.into_buffers(),
-            elements: self.elements.into_buffers(),
+            common: self.common.take_buffers(),
+            elements: self.elements.take_buffers(),
         });
     }
 

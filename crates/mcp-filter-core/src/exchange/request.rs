@@ -21,7 +21,9 @@ use crate::upstream::{StateKind, Transition};
 
 impl Exchange {
     /// Starts an exchange from the request head.
-    pub fn on_request_headers(head: &RequestHead, env: &mut Env) -> (Exchange, RequestAction) {
+    /// A new exchange, boxed where it is built: it is a few hundred bytes, and the glue keeps
+    /// it for the stream's life.
+    pub fn on_request_headers(head: &RequestHead, env: &mut Env) -> (Box<Exchange>, RequestAction) {
         let h = &head.headers;
         let (method, path) = (h.method, h.path);
         let incoming = h.traceparent.and_then(TraceParent::parse);
@@ -45,7 +47,7 @@ impl Exchange {
         if let Some((index, value)) = h.credential {
             common.set_token(index, env.fingerprints.fingerprint(value));
         }
-        let mut exchange = Exchange {
+        let mut exchange = Box::new(Exchange {
             common,
             started: env.clock.now(),
             request: RequestState {
@@ -87,7 +89,7 @@ impl Exchange {
                     ..Default::default()
                 })
             }),
-        };
+        });
         if let Some(reply) = exchange.resolve_instance(head, is_legacy_stream, env) {
             return (exchange, RequestAction::Reject(reply));
         }
