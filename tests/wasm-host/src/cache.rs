@@ -26,6 +26,12 @@ impl ModuleCache {
         ENGINE.get_or_init(|| {
             let mut config = Config::new();
             config.consume_fuel(true);
+            if std::env::var_os("FUEL_FLAT_COPIES").is_some() {
+                let mut cost = wasmtime::OperatorCost::new();
+                cost.variable.memory_copy_per_byte = 0;
+                cost.variable.memory_fill_per_byte = 0;
+                config.operator_cost(cost);
+            }
             Engine::new(&config).expect("wasmtime engine configuration is valid")
         })
     }

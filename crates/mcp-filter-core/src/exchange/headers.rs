@@ -53,7 +53,9 @@ impl<'a> RequestHeaders<'a> {
                     .credential_headers
                     .iter()
                     .take(better)
-                    .position(|wanted| bytes_eq(name, wanted.as_bytes()));
+                    .position(|wanted| {
+                        wanted.len() == name.len() && bytes_eq(name, wanted.as_bytes())
+                    });
                 if let Some(i) = position {
                     found.credential = Some((i, value));
                 }
