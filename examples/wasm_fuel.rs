@@ -4,6 +4,9 @@
 //!
 //!   cargo run --example wasm_fuel -- [path/to/mcp_filter.wasm]
 //!
+//! (`FUEL_FLAT_COPIES=1` charges `memory.copy` / `memory.fill` as one instruction instead of one
+//! unit per byte: the difference from a default run is the bytes the filter moves.)
+//!
 //! Prints one JSON document on stdout:
 //!
 //! * `fuel`: per workload of bench/workloads.json (the same requests and responses as the Envoy

@@ -272,7 +272,6 @@ mod tests {
             }
         }
     }
-    use super::*;
 
     const VALID: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 

@@ -20,7 +20,10 @@ fn modules() -> &'static Mutex<HashMap<Key, Module>> {
 
 impl ModuleCache {
     /// The shared engine: Cranelift with fuel metering always on, so every VM can report
-    /// deterministic instruction counts (`Vm::fuel_consumed`).
+    /// deterministic instruction counts (`Vm::fuel_consumed`). Wasmtime's default charges
+    /// `memory.copy` / `memory.fill` one unit per byte besides the instruction; with
+    /// `FUEL_FLAT_COPIES` set they cost one unit each, so two runs separate instructions from
+    /// bytes moved.
     pub fn engine() -> &'static Engine {
         static ENGINE: OnceLock<Engine> = OnceLock::new();
         ENGINE.get_or_init(|| {

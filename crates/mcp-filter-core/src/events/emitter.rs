@@ -191,6 +191,11 @@ pub struct Event<'a> {
 }
 
 impl Event<'_> {
+    /// The event's time (its `ts`).
+    pub fn at(&self) -> SystemTime {
+        self.now
+    }
+
     fn buf(&mut self) -> &mut Vec<u8> {
         self.events.buffer()
     }

@@ -98,7 +98,8 @@ impl Exchange {
         } else {
             ResponseKind::Other
         };
-        let elapsed = self.elapsed(env);
+        // A debug event: the clock is read only when it is written.
+        let started = self.started;
         if let Some(mut event) = self.begin(
             env,
             EventName::DirectorAfter,
@@ -107,6 +108,7 @@ impl Exchange {
             if let Some(status) = status {
                 event.u64(keys::HTTP_STATUS, u64::from(status));
             }
+            let elapsed = micros(started, event.at());
             event.millis(keys::DURATION_MS, elapsed);
         }
         if self.response.kind == ResponseKind::EventStream {
