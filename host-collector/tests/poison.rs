@@ -198,3 +198,107 @@ async fn postgres_refused_rows_are_dead_lettered_and_the_rest_written_in_order()
     let pool = PgPool::connect(&db.url()).await.expect("connect");
     poison_rows_go_to_dead_letters(&db.url(), Db::Pg(pool), &trigger).await;
 }
+
+/// A database that does not exist yet refuses nothing: the rows wait for it as for a
+/// database that is down, and are all written once it appears. (MariaDB's "Unknown database"
+/// shares its SQLSTATE with syntax errors and was once taken for a refusal: the writer split
+/// the waiting batch row by row, and the rows it had found "refused" went to the dead letters
+/// as soon as the database appeared.) The batch is large, so that splitting it takes long and
+/// the database appears while it is being split.
+async fn rows_wait_for_a_database_that_appears(
+    url: &str,
+    create: impl FnOnce(),
+    connect: impl std::future::Future<Output = Db>,
+) {
+    const ROWS: u64 = 2000;
+    let running = start(
+        url,
+        &[
+            "--batch-max-rows",
+            "2000",
+            "--isolate-after-refusals",
+            "2",
+            // The writer finds the database missing by writing, not by its health check.
+            "--health-check-interval",
+            "60s",
+            "--retry-initial-backoff",
+            "10ms",
+            "--retry-max-backoff",
+            "20ms",
+        ],
+    )
+    .await;
+    for first in (1..=ROWS).step_by(500) {
+        let body: String = (first..first + 500).map(line).collect();
+        assert_eq!(
+            post(running.addr, body.into_bytes()).await.json()["accepted"],
+            500
+        );
+    }
+    // Failed as often as a refused batch is retried whole before it is split.
+    eventually(
+        "the writer failed on the missing database",
+        Duration::from_secs(30),
+        || async {
+            metric(&running, "collector_db_errors_total")
+                .await
+                .is_some_and(|errors| errors >= 2.0)
+        },
+    )
+    .await;
+    assert_eq!(running.snapshot().counters.persisted, 0);
+    create();
+    wait_settled(&running, ROWS).await;
+    let c = running.snapshot().counters;
+    assert_eq!(
+        (c.persisted, c.dead_lettered),
+        (ROWS, 0),
+        "nothing dead-lettered"
+    );
+    let db = connect.await;
+    assert_eq!(
+        db.stored_seqs().await,
+        (1..=ROWS as i64).collect::<Vec<i64>>(),
+        "every row stored once, in order"
+    );
+    assert!(db.dead_letters().await.is_empty());
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_rows_wait_for_a_database_that_does_not_exist_yet() {
+    let db = TestDb::reserve("later");
+    rows_wait_for_a_database_that_appears(&db.url(), || db.create_now(), async {
+        Db::Maria(db.pool().await)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rows_wait_for_a_database_that_does_not_exist_yet() {
+    let db = TestPg::reserve("later");
+    rows_wait_for_a_database_that_appears(&db.url(), || db.create_now(), async {
+        Db::Pg(PgPool::connect(&db.url()).await.expect("connect"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_rows_wait_for_a_directory_that_does_not_exist_yet() {
+    let sqlite = TempSqlite::new();
+    let dir = sqlite.path("later");
+    let file = dir.join("collector.db");
+    let url = format!("sqlite://{}", file.display());
+    rows_wait_for_a_database_that_appears(
+        &url,
+        || std::fs::create_dir(&dir).expect("create the directory"),
+        async {
+            Db::Lite(
+                SqlitePool::connect(&format!("{url}?mode=rw"))
+                    .await
+                    .expect("open SQLite"),
+            )
+        },
+    )
+    .await;
+}

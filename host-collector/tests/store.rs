@@ -234,3 +234,36 @@ async fn mariadb_connections_use_tls_and_verify_the_server_when_the_url_asks() {
     assert!(failed.to_lowercase().contains("certificate"), "{failed}");
     assert_eq!(rows().as_deref(), Ok("1"), "nothing written without TLS");
 }
+
+/// What each database answers when the configured database is not there (yet) is "not
+/// available", never a refusal of the rows (which would send them to the dead letters).
+#[tokio::test]
+async fn a_missing_database_is_unavailable_not_a_refusal() {
+    use host_collector::store::StoreError;
+    let mariadb = TestDb::reserve("missing");
+    let postgres = TestPg::reserve("missing");
+    let sqlite = TempSqlite::new();
+    let sqlite_url = format!(
+        "sqlite://{}?mode=rwc",
+        sqlite.path("not-there/collector.db").display()
+    );
+    let errors = [
+        (
+            "mariadb",
+            sqlx::MySqlPool::connect(&mariadb.url()).await.err(),
+        ),
+        (
+            "postgres",
+            sqlx::PgPool::connect(&postgres.url()).await.err(),
+        ),
+        ("sqlite", sqlx::SqlitePool::connect(&sqlite_url).await.err()),
+    ];
+    for (store, error) in errors {
+        let error = StoreError::from(error.expect("the database is missing"));
+        assert!(
+            error.is_transient() && !error.is_refusal(),
+            "{store}: {} ({error})",
+            error.kind()
+        );
+    }
+}

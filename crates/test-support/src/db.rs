@@ -68,6 +68,18 @@ impl TestDb {
         TestDb { name }
     }
 
+    /// A name for a database the test creates later ([`TestDb::create_now`]); dropped on
+    /// drop like the others.
+    pub fn reserve(label: &str) -> Self {
+        let name = format!("t_{label}_{}", unique_suffix());
+        mysql(None, &format!("DROP DATABASE IF EXISTS {name}"));
+        TestDb { name }
+    }
+
+    pub fn create_now(&self) {
+        mysql(None, &format!("CREATE DATABASE {}", self.name));
+    }
+
     /// The URL of the database on the shared server.
     pub fn url(&self) -> String {
         self.url_via(MARIADB_PORT)
@@ -155,10 +167,20 @@ pub struct TestPg {
 
 impl TestPg {
     pub fn create(label: &str) -> Self {
+        let db = TestPg::reserve(label);
+        db.create_now();
+        db
+    }
+
+    /// A name for a database the test creates later ([`TestPg::create_now`]).
+    pub fn reserve(label: &str) -> Self {
         let name = format!("t_{label}_{}", unique_suffix());
         psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"));
-        psql("postgres", &format!("CREATE DATABASE {name}"));
         TestPg { name }
+    }
+
+    pub fn create_now(&self) {
+        psql("postgres", &format!("CREATE DATABASE {}", self.name));
     }
 
     pub fn url(&self) -> String {

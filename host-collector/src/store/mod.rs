@@ -104,7 +104,7 @@ impl From<sqlx::Error> for StoreError {
                 if is_transient_refusal(
                     db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some(),
                     db.code().as_deref(),
-                ) =>
+                ) || is_missing_database(&**db) =>
             {
                 StoreError::Unavailable(e)
             }
@@ -122,16 +122,32 @@ impl From<sqlx::Error> for StoreError {
 
 /// Database errors that say "not now" rather than "never": SQLSTATE classes 08 (connection,
 /// e.g. MySQL's too many connections) and 40 (transaction rollback: deadlock,
-/// serialization) and HYT00 (timeout) from MySQL/MariaDB; SQLite's BUSY and LOCKED (its
-/// codes are numeric, extended ones included).
+/// serialization) and HYT00 (timeout) from MySQL/MariaDB; SQLite's BUSY, LOCKED and
+/// CANTOPEN (its codes are numeric, extended ones included).
 fn is_transient_refusal(sqlite: bool, code: Option<&str>) -> bool {
     let Some(code) = code else {
         return false;
     };
     if sqlite {
-        return code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+        // BUSY, LOCKED, and CANTOPEN (the file's directory is not there yet).
+        return code
+            .parse::<i32>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 14));
     }
     code.starts_with("08") || code.starts_with("40") || code == "HYT00"
+}
+
+/// The configured database does not exist (yet): MySQL/MariaDB's `ER_BAD_DB_ERROR` (1049,
+/// whose SQLSTATE 42000 it shares with syntax errors), PostgreSQL's `invalid_catalog_name`
+/// (3D000). Nothing can be written there, dead letters included: the database is not
+/// available, it did not refuse these rows, and the batch waits for it as for a database
+/// that is down (a refusal would send every row of it to the dead letters once it appears).
+fn is_missing_database(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return mysql.number() == 1049;
+    }
+    db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some_and(|pg| pg.code() == "3D000")
 }
 
 /// Filters for the query API; all optional, combined with AND.
@@ -296,6 +312,7 @@ mod tests {
             "SQLITE_BUSY_SNAPSHOT"
         );
         assert!(!is_transient_refusal(true, Some("19")), "SQLITE_CONSTRAINT");
+        assert!(is_transient_refusal(true, Some("14")), "SQLITE_CANTOPEN");
         assert!(!is_transient_refusal(false, None));
     }
 
