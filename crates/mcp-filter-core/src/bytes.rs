@@ -30,7 +30,7 @@ pub fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
 
 /// A byte string of at most [`Packed::MAX`] bytes as its length, its first eight bytes and
 /// its last eight (overlapping when shorter than 16; zero-padded below eight): together the
-/// whole string. Names the hot path looks up (JSON keys, header names) are compared as three
+/// whole string. Names the hot path looks up (the JSON keys MCP reads) are compared as three
 /// integers instead of byte by byte, and a table of them is packed at compile time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Packed {

@@ -20,9 +20,8 @@ use crate::trace::{TraceContext, TraceOrigin, TraceParent};
 use crate::upstream::{StateKind, Transition};
 
 impl Exchange {
-    /// Starts an exchange from the request head.
-    /// A new exchange, boxed where it is built: it is a few hundred bytes, and the glue keeps
-    /// it for the stream's life.
+    /// Starts an exchange from the request head. It is boxed where it is built: it is a few
+    /// hundred bytes, kept for the stream's life, and every move of it is a copy.
     pub fn on_request_headers(head: &RequestHead, env: &mut Env) -> (Box<Exchange>, RequestAction) {
         let h = &head.headers;
         let (method, path) = (h.method, h.path);
