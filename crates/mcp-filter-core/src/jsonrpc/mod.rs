@@ -875,7 +875,7 @@ mod tests {
                 let near = String::from_utf8(near).expect("ASCII");
                 assert_eq!(key_of((&near, false)), Key::Other, "{near}");
             }
-            // One byte longer or shorter, same ends.
+            // One byte longer, same ends.
             let longer = format!("{}x\"", &literal[..literal.len() - 1]);
             assert_eq!(key_of((&longer, false)), Key::Other, "{longer}");
         }
