@@ -236,16 +236,7 @@ async fn rows_wait_for_a_database_that_appears(
         );
     }
     // Failed as often as a refused batch is retried whole before it is split.
-    eventually(
-        "the writer failed on the missing database",
-        Duration::from_secs(30),
-        || async {
-            metric(&running, "collector_db_errors_total")
-                .await
-                .is_some_and(|errors| errors >= 2.0)
-        },
-    )
-    .await;
+    wait_for_db_errors(&running, 2.0, "the writer failed on the missing database").await;
     assert_eq!(running.snapshot().counters.persisted, 0);
     create();
     wait_settled(&running, ROWS).await;

@@ -49,17 +49,7 @@ async fn mariadb_cut_mid_run_then_restored_loses_nothing_and_keeps_order() {
             assert_eq!(reply.status, 200);
             assert_eq!(reply.json()["accepted"], 100);
         }
-        eventually(
-            "write failures noticed",
-            Duration::from_secs(20),
-            || async {
-                metric(&running, "collector_db_errors_total")
-                    .await
-                    .unwrap_or(0.0)
-                    >= 1.0
-            },
-        )
-        .await;
+        wait_for_db_errors(&running, 1.0, "write failures noticed").await;
         eventually(
             "health reports the database",
             Duration::from_secs(20),
@@ -163,13 +153,7 @@ async fn shutdown_drains_the_queue_and_counts_what_cannot_be_written() {
         let running = start(&db.url_via(proxy.port), &[]).await;
         proxy.cut();
         post(running.addr, events("vm-a", 1..=50)).await;
-        eventually("a failed write", Duration::from_secs(20), || async {
-            metric(&running, "collector_db_errors_total")
-                .await
-                .unwrap_or(0.0)
-                >= 1.0
-        })
-        .await;
+        wait_for_db_errors(&running, 1.0, "a failed write").await;
         proxy.restore();
         let report = running.shutdown().await;
         assert_eq!(report.dropped, 0);

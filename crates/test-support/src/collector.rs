@@ -314,6 +314,16 @@ pub async fn metric(running: &Running, sample: &str) -> Option<f64> {
     metric_at(running.metrics_addr, sample).await
 }
 
+/// Waits until the collector has failed at least `failures` database writes.
+pub async fn wait_for_db_errors(running: &Running, failures: f64, what: &str) {
+    eventually(what, Duration::from_secs(30), || async {
+        metric(running, "collector_db_errors_total")
+            .await
+            .is_some_and(|errors| errors >= failures)
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------
 // Ingest
 // ---------------------------------------------------------------------------
