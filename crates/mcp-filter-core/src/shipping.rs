@@ -45,8 +45,11 @@ impl Default for ShipConfig {
             authority: "host-collector".to_string(),
             path: "/v1/logs".to_string(),
             token: String::new(),
-            max_batch_events: 500,
-            max_batch_bytes: 64 * 1024,
+            // Every callout costs Envoy's worker about as much as proxying a small request
+            // (measured ~70 us on the bench machine), so batches are large: at 64 KiB the
+            // callouts cost a json request ~3 us of gateway CPU more than at 256 KiB.
+            max_batch_events: 1000,
+            max_batch_bytes: 256 * 1024,
             flush_interval_ms: 1000,
             buffer_bytes: 8 * 1024 * 1024,
             timeout_ms: 5000,
