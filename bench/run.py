@@ -260,6 +260,13 @@ for _call in HOSTCALLS:
                  f"(bench/hostcall-filter)",
         "kind": "wasm", "module": "hostcall", "plugin": {"hostcall": _call, "count": CALIBRATION_CALLS},
         "extra": True, "calibration": _call}
+# The floor under our filter: its host calls for a json tools/call, once each, with its holds,
+# and no logic (bench/hostcall-filter, `lifecycle`); json only, like the other extra variants.
+VARIANTS["abi-floor"] = {
+    "label": "our filter's host calls and holds for a json tools/call, once each, no logic and no "
+             "events (bench/hostcall-filter `lifecycle`): what any filter doing this job pays "
+             "through the ABI",
+    "kind": "wasm", "module": "hostcall", "plugin": {"hostcall": "lifecycle"}, "extra": True}
 SINK = "wasm-v8-sink"
 # What the sink answers to every batch (the filter reads the status and the rejected lines).
 SINK_ANSWER = '{"accepted":0,"rejected":[],"duplicates":0}'
@@ -1436,8 +1443,15 @@ def checks(results: dict) -> list[dict]:
             what_p99 = f"json: p99 with one connection of {tag} <= the no-op filter's + 0.5 ms"
             if ours and noop:
                 added = ours["envoy_cpu_us_added_over_noop"]
-                add(f"cpu_added_json{suffix}", what_cpu, added <= CPU_ADDED_US,
-                    f"{ours['envoy_cpu_us_per_req']:.1f} µs vs {noop['envoy_cpu_us_per_req']:.1f} µs = {added:+.1f} µs")
+                detail = (f"{ours['envoy_cpu_us_per_req']:.1f} µs vs {noop['envoy_cpu_us_per_req']:.1f} µs "
+                          f"= {added:+.1f} µs")
+                floor = overhead_row(ov, "json", "abi-floor")
+                if floor:
+                    # What the job's host calls and holds cost by themselves, without our logic.
+                    floor_added = floor["envoy_cpu_us_added_over_noop"]
+                    detail += (f" (the ABI floor, abi-floor: {floor_added:+.1f} µs; ours above it: "
+                               f"{added - floor_added:+.1f} µs)")
+                add(f"cpu_added_json{suffix}", what_cpu, added <= CPU_ADDED_US, detail)
                 added = ours["p99_us_added_over_noop"]
                 add(f"p99_json{suffix}", what_p99, added <= P99_ADDED_US,
                     f"{fmt_us(ours['p99_us'])} vs {fmt_us(noop['p99_us'])} = {fmt_signed_us(added)}")
@@ -1585,13 +1599,20 @@ def main() -> int:
         WORKLOADS = [w for w in WORKLOADS if w["name"] in args.workloads.split(",")]
     for experiment in args.experiments:
         name, _, plugin = experiment.partition("=")
+        module = "ours"
+        if name.startswith("floor:"):
+            # An experiment on the ABI floor (bench/hostcall-filter `lifecycle`) instead of ours.
+            name, module = name.removeprefix("floor:"), "hostcall"
         try:
             plugin = json.loads(plugin)
         except json.JSONDecodeError as e:
             log(f"error: --try {name}: the plugin configuration is not JSON: {e}")
             return 2
-        VARIANTS["try-" + name] = {"label": f"experiment: our filter with the sink, + `{json.dumps(plugin)}`",
-                                   "kind": "wasm", "sink": True, "plugin": plugin, "extra": True}
+        if module == "hostcall":
+            plugin = {"hostcall": "lifecycle"} | plugin
+        VARIANTS["try-" + name] = {"label": f"experiment: {module} with the sink, + `{json.dumps(plugin)}`",
+                                   "kind": "wasm", "sink": True, "plugin": plugin, "extra": True,
+                                   "module": module}
         if args.variants != "all":
             args.variants += ",try-" + name
 

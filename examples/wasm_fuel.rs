@@ -280,11 +280,13 @@ fn main() -> Result<()> {
     for w in &workloads {
         fuel_rows.push(fuel(&wasm, w, "")?);
     }
-    // The same workloads with every event level on, and with upstream health + breaker on.
+    // The same workloads with every event level on, with upstream health + breaker on, and
+    // with no event at or below `info` (what writing the events costs).
     let mut variants = serde_json::Map::new();
     for (name, top_extra) in [
         ("all_levels", r#""min_level": "debug", "#),
         ("upstream", r#""upstream": {}, "#),
+        ("no_events", r#""min_level": "error", "#),
     ] {
         let rows = workloads
             .iter()

@@ -4,12 +4,19 @@
 //! `(CPU/request - no-op) / N` is what one such call costs in this Envoy and runtime: the
 //! price list for the MCP filter's own host calls (bench/run.py, "Host call cost").
 //!
-//! Calls: `get_current_time` (returns a number), `get_property` (`xds.cluster_name`),
+//! Calls: `get_current_time` (returns a number), `get_property` (`xds.cluster_name`, or Envoy's
+//! wasm attribute `cluster_name` with `"property": "cluster_name"`),
 //! `get_header_map_pairs` (the request headers), `get_header_map_value` (`content-type`),
 //! `replace_header_map_value` (a request header), `get_buffer_bytes` (the request body, from
 //! its body callback). Calls that return bytes make the host allocate them in the VM, a call
 //! back into wasm; `get_current_time` returns a number and makes none, so the gap between its
 //! price and the others' is mostly that call back.
+//!
+//! `{"hostcall": "lifecycle"}` instead makes, once each and with no logic around them, the host
+//! calls the MCP filter makes for a JSON `tools/call` in its default configuration, in the same
+//! callbacks, holding the request and its response body the same way: what any filter doing
+//! that job costs through the ABI, the floor under the MCP filter's own cost. `"skip":
+//! "property+hold"` leaves parts out (`PARTS`), to price each in place.
 #![cfg(target_arch = "wasm32")]
 
 use proxy_wasm::hostcalls;
@@ -32,6 +39,7 @@ enum Call {
     HeaderValue,
     ReplaceHeader,
     BodyBytes,
+    Lifecycle,
 }
 
 const CALLS: [(&str, Call); 6] = [
@@ -47,6 +55,36 @@ const CALLS: [(&str, Call); 6] = [
 struct Plan {
     call: Call,
     count: u32,
+    /// Parts of `lifecycle` left out (`"skip": "property+hold"`), to price each in place.
+    skip: u32,
+    /// The property read (`"property": "xds.cluster_name"`, the default, or `cluster_name`).
+    wasm_attribute: bool,
+}
+
+/// The parts of `lifecycle` that `skip` can leave out.
+const PARTS: [&str; 7] = [
+    "hold",
+    "request_headers",
+    "property",
+    "bodies",
+    "header_writes",
+    "response_headers",
+    "time",
+];
+
+impl Plan {
+    fn property_path(&self) -> Vec<&'static str> {
+        if self.wasm_attribute {
+            vec!["cluster_name"]
+        } else {
+            vec!["xds", "cluster_name"]
+        }
+    }
+
+    fn does(&self, part: &str) -> bool {
+        let bit = PARTS.iter().position(|p| *p == part).unwrap_or(0);
+        self.skip & (1 << bit) == 0
+    }
 }
 
 /// `{"hostcall": "<call>", "count": N}`, read without a JSON library: the bench writes it.
@@ -58,10 +96,24 @@ fn plan(config: &str) -> Plan {
         Some(rest[..end].trim().trim_matches('"').to_string())
     };
     let call = value_of("hostcall")
-        .and_then(|name| CALLS.iter().find(|(n, _)| *n == name).map(|(_, c)| *c))
+        .and_then(|name| {
+            let lifecycle = (name == "lifecycle").then_some(Call::Lifecycle);
+            lifecycle.or_else(|| CALLS.iter().find(|(n, _)| *n == name).map(|(_, c)| *c))
+        })
         .unwrap_or(Call::None);
     let count = value_of("count").and_then(|n| n.parse().ok()).unwrap_or(0);
-    Plan { call, count }
+    let skip = value_of("skip").unwrap_or_default();
+    let skip = skip
+        .split('+')
+        .filter_map(|part| PARTS.iter().position(|p| *p == part))
+        .fold(0, |bits, bit| bits | 1 << bit);
+    let wasm_attribute = value_of("property").is_some_and(|p| p == "cluster_name");
+    Plan {
+        call,
+        count,
+        skip,
+        wasm_attribute,
+    }
 }
 
 #[derive(Default)]
@@ -78,7 +130,7 @@ impl RootContext for Root {
             .flatten()
             .unwrap_or_default();
         let plan = plan(&String::from_utf8_lossy(&bytes));
-        if plan.call == Call::None || plan.count == 0 {
+        if plan.call == Call::None || (plan.count == 0 && plan.call != Call::Lifecycle) {
             log::warn!("hostcall-filter: no call named; it runs as the no-op filter");
         }
         self.plan.set(Some(plan));
@@ -90,6 +142,8 @@ impl RootContext for Root {
             plan: self.plan.get().unwrap_or(Plan {
                 call: Call::None,
                 count: 0,
+                skip: 0,
+                wasm_attribute: false,
             }),
         }))
     }
@@ -106,25 +160,56 @@ struct Stream {
 impl Context for Stream {}
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let headers = MapType::HttpRequestHeaders;
+        if self.plan.call == Call::Lifecycle {
+            let plan = self.plan;
+            if plan.does("request_headers") {
+                let _ = hostcalls::get_map_bytes(headers);
+            }
+            if plan.does("property") {
+                let _ = hostcalls::get_property(plan.property_path());
+            }
+            if plan.does("time") {
+                let _ = hostcalls::get_current_time();
+            }
+            // The MCP filter holds a POST until its body is complete.
+            return if end_of_stream || !plan.does("hold") {
+                Action::Continue
+            } else {
+                Action::Pause
+            };
+        }
         for _ in 0..self.plan.count {
             // Results are dropped: the cost of the call is what is measured.
             let _ = match self.plan.call {
                 Call::CurrentTime => hostcalls::get_current_time().map(|_| ()),
-                Call::Property => hostcalls::get_property(vec!["xds", "cluster_name"]).map(|_| ()),
+                Call::Property => hostcalls::get_property(self.plan.property_path()).map(|_| ()),
                 Call::HeaderPairs => hostcalls::get_map(headers).map(|_| ()),
                 Call::HeaderValue => hostcalls::get_map_value(headers, "content-type").map(|_| ()),
                 Call::ReplaceHeader => {
                     hostcalls::set_map_value(headers, "x-calibration", Some("1"))
                 }
-                Call::None | Call::BodyBytes => Ok(()),
+                Call::None | Call::BodyBytes | Call::Lifecycle => Ok(()),
             };
         }
         Action::Continue
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.plan.call == Call::Lifecycle {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            if self.plan.does("bodies") {
+                let _ = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size);
+            }
+            if self.plan.does("header_writes") {
+                let headers = MapType::HttpRequestHeaders;
+                let _ = hostcalls::set_map_value(headers, "traceparent", Some(TRACEPARENT));
+            }
+            return Action::Continue;
+        }
         if self.plan.call == Call::BodyBytes {
             for _ in 0..self.plan.count {
                 let _ = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size);
@@ -132,4 +217,37 @@ impl HttpContext for Stream {
         }
         Action::Continue
     }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if self.plan.call == Call::Lifecycle {
+            let headers = MapType::HttpResponseHeaders;
+            if self.plan.does("response_headers") {
+                let _ = hostcalls::get_map_bytes(headers);
+            }
+            if self.plan.does("header_writes") {
+                let _ = hostcalls::add_map_value(headers, "x-mcp-trace-id", &TRACEPARENT[3..35]);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.plan.call != Call::Lifecycle {
+            return Action::Continue;
+        }
+        // The MCP filter reads a JSON answer whole.
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        if self.plan.does("bodies") {
+            let _ = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size);
+        }
+        if self.plan.does("time") {
+            let _ = hostcalls::get_current_time();
+        }
+        Action::Continue
+    }
 }
+
+/// What the MCP filter writes into `traceparent` (a fresh trace: same length).
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
