@@ -631,10 +631,13 @@ def bench_overhead(ctx: dict) -> dict:
                         # Deployed, the collector is on its own host; here it shares CPU 1 with
                         # wrk and the upstream Envoy, so during the runs it takes only the CPU
                         # they leave idle instead of delaying them (it catches up in the settling).
-                        with yielding(collector.pid, ships):
+                        # Not with 2 workers: a gateway worker on CPU 1 leaves it too little, and
+                        # the filter's buffer would overflow.
+                        idle = ships and VARIANTS[v].get("workers", 1) == 1
+                        with yielding(collector.pid, idle):
                             load = wrk(g["port"], w, body_files[w["name"]], cfg.connections, cfg.seconds, pids, plan)
                         load["cpu_s"]["collector"] += settle_collector(collector.pid, ships)
-                        with yielding(collector.pid, ships):
+                        with yielding(collector.pid, idle):
                             lat = wrk(g["port"], w, body_files[w["name"]], 1, cfg.latency_seconds, pids, plan)
                         lat["cpu_s"]["collector"] += settle_collector(collector.pid, ships)
                         after = cas_snapshot(g["admin"])
@@ -1184,9 +1187,9 @@ def overhead_report(results: dict, ov: dict) -> list[str]:
     if plan:
         pinned_text = (f"Pinned with `taskset -c`: the gateway Envoy under test on CPU {plan['gateway']} "
                        f"(the 2-worker variants on CPUs {plan['gateway_2_workers']}), wrk, the upstream Envoy and "
-                       f"host-collector on CPU {plan['others']}, the same for every variant. During each wrk run the "
-                       f"collector is SCHED_IDLE (deployed, it has its own host): it writes in the CPU time wrk "
-                       f"and the upstream leave idle instead of delaying them. After each run "
+                       f"host-collector on CPU {plan['others']}, the same for every variant. During each wrk run of a "
+                       f"1-worker variant the collector is SCHED_IDLE (deployed, it has its own host): it writes "
+                       f"in the CPU time wrk and the upstream leave idle instead of delaying them. After each run "
                        f"the bench waits until the collector has written that run's events, so no run shares "
                        f"CPU {plan['others']} with an earlier run's backlog; the collector's CPU per request "
                        f"(during the run and after it; CPU {plan['others']} is also wrk's and the upstream's) "
