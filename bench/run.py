@@ -510,9 +510,9 @@ def bench_overhead(ctx: dict) -> dict:
             section["pinning"]["processes"]["wrk"] = plan["others"] + " (taskset -c)"
         # The collector our filter ships to (SQLite store, as `make run`). Deployed, it runs on
         # its own host; here it shares CPU 1 with wrk and the upstream Envoy, so during each wrk
-        # run it is SCHED_IDLE (`yielding`: it writes in the CPU time they leave idle and catches
-        # up while the run settles; a collector that fell behind shows as dropped events). Its
-        # CPU per request is the report's `collector CPU/req` column.
+        # run of a 1-worker variant it is SCHED_IDLE (`yielding`: it writes in the CPU time they
+        # leave idle and catches up while the run settles; a collector that fell behind shows as
+        # dropped events). Its CPU per request is the report's `collector CPU/req` column.
         coll_port, coll_metrics = free_port(), free_port()
         collector = Proc("collector", pinned(plan, "others", [
             str(ctx["bin"] / "host-collector"), "--listen", f"127.0.0.1:{coll_port}",
@@ -1593,7 +1593,8 @@ def main() -> int:
     p.add_argument("--try", dest="experiments", action="append", default=[], metavar="NAME=JSON",
                    help="an experimental variant of our filter answered by the sink, with JSON added to its "
                         "plugin configuration (repeatable; runs on the extra workloads), e.g. "
-                        "--try quiet='{\"min_level\":\"error\"}'")
+                        "--try quiet='{\"min_level\":\"error\"}'; `floor:NAME=JSON` the same on the ABI "
+                        "floor (bench/hostcall-filter `lifecycle`), e.g. --try floor:noprop='{\"skip\":\"property\"}'")
     p.add_argument("--workloads", default="all",
                    help="comma-separated overhead workloads to run (default all): "
                         + ", ".join(w["name"] for w in WORKLOADS))
