@@ -9,7 +9,8 @@ Sections (each can be run alone with --only):
              on V8 shipping to a sink that answers at once (the upstream Envoy); four MCP
              workloads; wrk as the load generator. On the --extra-workloads (json) also our filter
              with `"upstream": {}`, with `"min_level": "debug"`, and with 2 Envoy workers with the
-             breaker off and on. The gateway Envoy under test is pinned to CPU 0 (both CPUs with 2
+             breaker off and on, and the ABI floor (bench/hostcall-filter `lifecycle`: our
+             filter's host calls and holds without its logic). The gateway Envoy under test is pinned to CPU 0 (both CPUs with 2
              workers), everything else to CPU 1 (taskset); its CPU time per request is the primary
              figure; ratios are to no filter and to the no-op filter.
   fuel       wasm instructions (wasmtime fuel) per request lifecycle and per request shipped, and
