@@ -61,15 +61,23 @@ struct Plan {
     wasm_attribute: bool,
 }
 
-/// The parts of `lifecycle` that `skip` can leave out.
-const PARTS: [&str; 7] = [
-    "hold",
-    "request_headers",
-    "property",
-    "bodies",
-    "header_writes",
-    "response_headers",
-    "time",
+/// The parts of `lifecycle` that `skip` can leave out, as bits of `Plan::skip` (so the floor
+/// pays one AND per part, not a name lookup).
+const HOLD: u32 = 1;
+const REQUEST_HEADERS: u32 = 1 << 1;
+const PROPERTY: u32 = 1 << 2;
+const BODIES: u32 = 1 << 3;
+const HEADER_WRITES: u32 = 1 << 4;
+const RESPONSE_HEADERS: u32 = 1 << 5;
+const TIME: u32 = 1 << 6;
+const PARTS: [(&str, u32); 7] = [
+    ("hold", HOLD),
+    ("request_headers", REQUEST_HEADERS),
+    ("property", PROPERTY),
+    ("bodies", BODIES),
+    ("header_writes", HEADER_WRITES),
+    ("response_headers", RESPONSE_HEADERS),
+    ("time", TIME),
 ];
 
 impl Plan {
@@ -81,9 +89,8 @@ impl Plan {
         }
     }
 
-    fn does(&self, part: &str) -> bool {
-        let bit = PARTS.iter().position(|p| *p == part).unwrap_or(0);
-        self.skip & (1 << bit) == 0
+    fn does(&self, part: u32) -> bool {
+        self.skip & part == 0
     }
 }
 
@@ -105,8 +112,8 @@ fn plan(config: &str) -> Plan {
     let skip = value_of("skip").unwrap_or_default();
     let skip = skip
         .split('+')
-        .filter_map(|part| PARTS.iter().position(|p| *p == part))
-        .fold(0, |bits, bit| bits | 1 << bit);
+        .filter_map(|part| PARTS.iter().find(|(name, _)| *name == part))
+        .fold(0, |bits, (_, bit)| bits | bit);
     let wasm_attribute = value_of("property").is_some_and(|p| p == "cluster_name");
     Plan {
         call,
@@ -164,17 +171,17 @@ impl HttpContext for Stream {
         let headers = MapType::HttpRequestHeaders;
         if self.plan.call == Call::Lifecycle {
             let plan = self.plan;
-            if plan.does("request_headers") {
+            if plan.does(REQUEST_HEADERS) {
                 let _ = hostcalls::get_map_bytes(headers);
             }
-            if plan.does("property") {
+            if plan.does(PROPERTY) {
                 let _ = hostcalls::get_property(plan.property_path());
             }
-            if plan.does("time") {
+            if plan.does(TIME) {
                 let _ = hostcalls::get_current_time();
             }
             // The MCP filter holds a POST until its body is complete.
-            return if end_of_stream || !plan.does("hold") {
+            return if end_of_stream || !plan.does(HOLD) {
                 Action::Continue
             } else {
                 Action::Pause
@@ -201,10 +208,10 @@ impl HttpContext for Stream {
             if !end_of_stream {
                 return Action::Pause;
             }
-            if self.plan.does("bodies") {
+            if self.plan.does(BODIES) {
                 let _ = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size);
             }
-            if self.plan.does("header_writes") {
+            if self.plan.does(HEADER_WRITES) {
                 let headers = MapType::HttpRequestHeaders;
                 let _ = hostcalls::set_map_value(headers, "traceparent", Some(TRACEPARENT));
             }
@@ -221,10 +228,10 @@ impl HttpContext for Stream {
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         if self.plan.call == Call::Lifecycle {
             let headers = MapType::HttpResponseHeaders;
-            if self.plan.does("response_headers") {
+            if self.plan.does(RESPONSE_HEADERS) {
                 let _ = hostcalls::get_map_bytes(headers);
             }
-            if self.plan.does("header_writes") {
+            if self.plan.does(HEADER_WRITES) {
                 let _ = hostcalls::add_map_value(headers, "x-mcp-trace-id", &TRACEPARENT[3..35]);
             }
         }
@@ -239,10 +246,10 @@ impl HttpContext for Stream {
         if !end_of_stream {
             return Action::Pause;
         }
-        if self.plan.does("bodies") {
+        if self.plan.does(BODIES) {
             let _ = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size);
         }
-        if self.plan.does("time") {
+        if self.plan.does(TIME) {
             let _ = hostcalls::get_current_time();
         }
         Action::Continue

@@ -60,12 +60,9 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn create(label: &str) -> Self {
-        let name = format!("t_{label}_{}", unique_suffix());
-        mysql(
-            None,
-            &format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"),
-        );
-        TestDb { name }
+        let db = TestDb::reserve(label);
+        db.create_now();
+        db
     }
 
     /// A name for a database the test creates later ([`TestDb::create_now`]); dropped on
