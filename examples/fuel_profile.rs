@@ -9,7 +9,8 @@
 //!   cargo run --release --example fuel_profile -- [workload] [step] [path/to/mcp_filter.wasm]
 //!
 //! e.g. `cargo run --release --example fuel_profile -- json 50`. `FUEL_PHASE=request_headers`
-//! (a name of `PHASES`) profiles that phase alone. The `.wasm` must keep its name section (the
+//! (a name of `PHASES`) profiles that phase alone; `FUEL_CONFIG='"min_level": "debug", '` adds
+//! top-level plugin configuration fields. The `.wasm` must keep its name section (the
 //! `wasm` profile strips debug info only). For fuel by source line, inlined code included, build
 //! the filter with line tables and set `WASMTIME_BACKTRACE_DETAILS=1`:
 //!
@@ -38,7 +39,9 @@ fn prepared(
     upto: usize,
 ) -> Result<(Vm, Option<proxy_wasm_test_host::StreamId>)> {
     let world = World::new();
-    let mut vm = load(&world, wasm, &plugin_config("", ""))?;
+    // `FUEL_CONFIG='"min_level": "debug", '` profiles another configuration.
+    let extra = std::env::var("FUEL_CONFIG").unwrap_or_default();
+    let mut vm = load(&world, wasm, &plugin_config(&extra, ""))?;
     for _ in 0..WARMUP {
         lifecycle(&mut vm, w)?;
         world.advance(Duration::from_millis(1));
