@@ -30,8 +30,9 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| Box::new(Root::default()));
 }}
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Default)]
 enum Call {
+    #[default]
     None,
     CurrentTime,
     Property,
@@ -42,16 +43,18 @@ enum Call {
     Lifecycle,
 }
 
-const CALLS: [(&str, Call); 6] = [
+/// What `"hostcall"` can name.
+const CALLS: [(&str, Call); 7] = [
     ("get_current_time", Call::CurrentTime),
     ("get_property", Call::Property),
     ("get_header_map_pairs", Call::HeaderPairs),
     ("get_header_map_value", Call::HeaderValue),
     ("replace_header_map_value", Call::ReplaceHeader),
     ("get_buffer_bytes", Call::BodyBytes),
+    ("lifecycle", Call::Lifecycle),
 ];
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Plan {
     call: Call,
     count: u32,
@@ -103,10 +106,7 @@ fn plan(config: &str) -> Plan {
         Some(rest[..end].trim().trim_matches('"').to_string())
     };
     let call = value_of("hostcall")
-        .and_then(|name| {
-            let lifecycle = (name == "lifecycle").then_some(Call::Lifecycle);
-            lifecycle.or_else(|| CALLS.iter().find(|(n, _)| *n == name).map(|(_, c)| *c))
-        })
+        .and_then(|name| CALLS.iter().find(|(n, _)| *n == name).map(|(_, c)| *c))
         .unwrap_or(Call::None);
     let count = value_of("count").and_then(|n| n.parse().ok()).unwrap_or(0);
     let skip = value_of("skip").unwrap_or_default();
@@ -146,12 +146,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Stream {
-            plan: self.plan.get().unwrap_or(Plan {
-                call: Call::None,
-                count: 0,
-                skip: 0,
-                wasm_attribute: false,
-            }),
+            plan: self.plan.get().unwrap_or_default(),
         }))
     }
 
